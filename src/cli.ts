@@ -1,0 +1,100 @@
+import { Command } from 'commander';
+import { createInterface } from 'node:readline';
+import { loadConfig, ConfigError } from './config/load.js';
+import { MoonpostServer } from './server.js';
+import { hashPassword } from './policy/password.js';
+import { Spool } from './queue/spool.js';
+import { join } from 'node:path';
+
+const program = new Command();
+program.name('moonpost').description('moonpost: an SMTP mail server scriptable with VPOP3-style Lua hooks');
+
+function configOption(cmd: Command): Command {
+  return cmd.option('-c, --config <file>', 'YAML configuration file (embedded defaults when absent)');
+}
+
+function load(file: string | undefined) {
+  try {
+    return loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`moonpost: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+configOption(program.command('serve').description('run the SMTP services and local delivery')).action(async (opts: { config?: string }) => {
+  const config = load(opts.config);
+  const server = new MoonpostServer(config);
+  let bound;
+  try {
+    bound = await server.start();
+  } catch (err) {
+    process.stderr.write(`moonpost: cannot start: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  for (const b of bound) {
+    process.stderr.write(`moonpost: service ${b.id} "${b.name}" listening on ${b.address}:${b.port}\n`);
+  }
+  process.stderr.write(`moonpost: local mail is delivered to ${server.mailRoot}/<domain>/<local-part>/ (Maildir)\n`);
+  process.stderr.write(`moonpost: queue in ${server.spool.dir}\n`);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    server.log.info({ signal }, 'shutting down');
+    server.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+});
+
+program
+  .command('hash-password')
+  .description('print an scrypt hash for a user\'s "password" key (reads the password from stdin)')
+  .argument('[password]', 'the password (prefer stdin so it stays out of shell history)')
+  .action(async (password?: string) => {
+    let pw = password;
+    if (pw === undefined) {
+      const rl = createInterface({ input: process.stdin });
+      pw = await new Promise<string>((res) => rl.once('line', res).once('close', () => res('')));
+      rl.close();
+    }
+    if (!pw) {
+      process.stderr.write('moonpost: empty password\n');
+      process.exit(2);
+    }
+    process.stdout.write(`${await hashPassword(pw)}\n`);
+  });
+
+const queue = program.command('queue').description('inspect the mail queue');
+configOption(queue.command('list').description('list queued messages and their recipients'))
+  .option('--json', 'print JSON')
+  .action(async (opts: { config?: string; json?: boolean }) => {
+    const config = load(opts.config);
+    const spool = new Spool(config.dataDir);
+    const list = await spool.list();
+    if (opts.json) {
+      process.stdout.write(JSON.stringify(list, null, 2) + '\n');
+      return;
+    }
+    if (!list.length) {
+      process.stdout.write(`queue is empty (${join(config.dataDir, 'queue')})\n`);
+      return;
+    }
+    for (const env of list) {
+      process.stdout.write(`${env.id}  ${env.size} bytes  ${env.received}  <${env.sender}>\n`);
+      for (const r of env.recipients) {
+        const where = r.route.kind === 'local' ? `local ${r.route.mailbox}` : 'relay';
+        process.stdout.write(`    ${r.state.padEnd(9)} <${r.address}> (${where})${r.lastError ? `  ${r.lastError}` : ''}\n`);
+      }
+    }
+    process.stdout.write(`${list.length} message(s)\n`);
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,102 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { parseCidr } from '../policy/cidr.js';
+
+/** A secret is written inline or read from an environment variable at load time. */
+const secret = z.union([z.string().min(1), z.strictObject({ env: z.string().min(1) })]);
+
+const cidr = z.string().refine((s) => parseCidr(s) !== null, {
+  message: 'expected an IP network such as 127.0.0.1/32 or ::1/128',
+});
+
+const domainName = z
+  .string()
+  .min(1)
+  .regex(/^[A-Za-z0-9.-]+$/, 'expected a domain name (letters, digits, dots, hyphens)')
+  .transform((s) => s.toLowerCase().replace(/\.$/, ''));
+
+const address = z
+  .string()
+  .regex(/^[^@\s]+@[^@\s]+$/, 'expected an email address local@domain')
+  .transform((s) => s.toLowerCase());
+
+export const serviceSchema = z.strictObject({
+  id: z.number().int().min(0),
+  name: z.string().min(1),
+  listen: z.string().refine((s) => isIP(s) !== 0, { message: 'expected an IP address to listen on' }),
+  port: z.number().int().min(0).max(65535),
+  tls: z.enum(['none', 'starttls', 'implicit']).default('none'),
+  cert: z.string().optional(),
+  key: z.string().optional(),
+  /** Clients must authenticate before MAIL FROM (submission). */
+  auth: z.boolean().default(false),
+  /** Offer AUTH on a connection that is not encrypted (off by default: passwords stay inside TLS). */
+  authWithoutTls: z.boolean().default(false),
+  proxyProtocol: z.boolean().default(false),
+  proxyTrusted: z.array(cidr).default(['127.0.0.1/32', '::1/128']),
+});
+
+const domainSchema = z.union([
+  domainName.transform((name) => ({ name, catchAll: false })),
+  z.strictObject({ name: domainName, catchAll: z.boolean().default(false) }),
+]);
+
+const userSchema = z.strictObject({
+  name: z.string().min(1).regex(/^\S+$/, 'expected a user name without spaces'),
+  password: secret.optional(),
+  addresses: z.array(address).default([]),
+});
+
+const seconds = z.number().positive();
+
+export const limitsSchema = z.strictObject({
+  messageSize: z.number().int().min(0).default(25 * 1024 * 1024),
+  recipients: z.number().int().min(1).default(1000),
+  commandLineLength: z.number().int().min(512).default(2048),
+  lineLength: z.number().int().min(80).default(10000),
+  connections: z.number().int().min(1).default(1000),
+  connectionsPerIp: z.number().int().min(1).default(100),
+  errors: z.number().int().min(1).default(20),
+  messagesPerSession: z.number().int().min(0).default(0),
+  timeouts: z
+    .strictObject({
+      greeting: seconds.default(300),
+      command: seconds.default(300),
+      data: seconds.default(600),
+      shutdown: seconds.default(30),
+    })
+    .prefault({}),
+});
+
+export const configSchema = z.strictObject({
+  hostname: z.string().min(1).default('localhost'),
+  dataDir: z.string().min(1).default('./var'),
+  services: z.array(serviceSchema).min(1),
+  domains: z.array(domainSchema).default([]),
+  users: z.array(userSchema).default([]),
+  aliases: z.record(address, z.array(address).min(1)).default({}),
+  relay: z
+    .strictObject({
+      networks: z.array(cidr).default(['127.0.0.1/32', '::1/128']),
+      mode: z.enum(['ip', 'auth', 'either']).default('either'),
+    })
+    .prefault({}),
+  limits: limitsSchema.prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  queue: z
+    .strictObject({
+      /** fsync files and folders before acknowledging (Q1). Turning it off loses mail on power failure. */
+      fsync: z.boolean().default(true),
+    })
+    .prefault({}),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+export type ServiceConfig = z.output<typeof serviceSchema>;
+export type LimitsConfig = z.output<typeof limitsSchema>;
+export type Secret = z.output<typeof secret>;

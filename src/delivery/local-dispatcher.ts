@@ -1,0 +1,115 @@
+import type { Logger } from 'pino';
+import type { Envelope } from '../queue/envelope.js';
+import type { Spool } from '../queue/spool.js';
+import type { MaildirDelivery } from './maildir.js';
+
+const RETRY_MIN_MS = 30_000;
+const RETRY_MAX_MS = 3_600_000;
+const CONCURRENCY = 16;
+
+/**
+ * Works the queue for local recipients: each committed envelope is delivered to its Maildir
+ * folders, its state written back, and the message removed once every recipient is settled.
+ * Remote recipients stay pending for the relay. A failed mailbox keeps the message queued and
+ * is retried with a growing delay; nothing is dropped.
+ */
+export class LocalDispatcher {
+  private readonly ready: Envelope[] = [];
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private running = 0;
+  private idleWaiters: (() => void)[] = [];
+  private stopped = false;
+
+  constructor(
+    private readonly spool: Spool,
+    private readonly maildir: MaildirDelivery,
+    private readonly log: Logger,
+  ) {}
+
+  /** A freshly committed (or recovered) message. */
+  enqueue(env: Envelope): void {
+    if (!env.recipients.some((r) => r.state === 'pending' && r.route.kind === 'local')) return;
+    const wait = (env.nextAttempt ?? 0) - Date.now();
+    if (wait > 0) {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        this.enqueue({ ...env, nextAttempt: 0 });
+      }, wait);
+      t.unref();
+      this.timers.add(t);
+      return;
+    }
+    this.ready.push(env);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (!this.stopped && this.running < CONCURRENCY && this.ready.length) {
+      const env = this.ready.shift()!;
+      this.running++;
+      this.deliver(env)
+        .catch((err: Error) => this.log.error({ queueId: env.id, err: err.message }, 'local delivery pass failed'))
+        .finally(() => {
+          this.running--;
+          this.pump();
+          if (this.running === 0 && this.ready.length === 0) {
+            const w = this.idleWaiters;
+            this.idleWaiters = [];
+            for (const cb of w) cb();
+          }
+        });
+    }
+  }
+
+  private async deliver(env: Envelope): Promise<void> {
+    const source = this.spool.messagePath(env.id);
+    let failed = false;
+    const done = new Map<string, Promise<string>>();
+    for (const r of env.recipients) {
+      if (r.state !== 'pending' || r.route.kind !== 'local') continue;
+      const mailbox = r.route.mailbox;
+      // Several recipients may share a mailbox (aliases): one copy each mailbox.
+      let p = done.get(mailbox);
+      if (!p) {
+        p = this.maildir.deliver(source, mailbox);
+        done.set(mailbox, p);
+      }
+      try {
+        const file = await p;
+        r.state = 'delivered';
+        r.attempts = (r.attempts ?? 0) + 1;
+        this.log.info({ queueId: env.id, to: r.address, mailbox, file }, 'delivered');
+      } catch (err) {
+        failed = true;
+        r.attempts = (r.attempts ?? 0) + 1;
+        r.lastError = (err as Error).message;
+        this.log.warn({ queueId: env.id, to: r.address, mailbox, err: r.lastError, attempts: r.attempts }, 'local delivery deferred');
+      }
+    }
+    const unsettled = env.recipients.some((r) => r.state === 'pending');
+    if (!unsettled) {
+      await this.spool.remove(env.id);
+      return;
+    }
+    if (failed) {
+      const attempts = Math.max(...env.recipients.map((r) => r.attempts ?? 0));
+      env.nextAttempt = Date.now() + Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.max(0, attempts - 1));
+    }
+    await this.spool.update(env);
+    if (failed) this.enqueue(env);
+  }
+
+  /** Resolves when nothing is being delivered right now (tests, shutdown). */
+  idle(): Promise<void> {
+    if (this.running === 0 && this.ready.length === 0) return Promise.resolve();
+    return new Promise((res) => this.idleWaiters.push(res));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.ready.length = 0;
+    if (this.running) await new Promise<void>((res) => this.idleWaiters.push(res));
+  }
+}

@@ -1,0 +1,136 @@
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Envelope } from './envelope.js';
+import { MessageWriter } from './message-writer.js';
+import { DirSyncer } from '../util/fsync.js';
+
+let counter = 0;
+const nodeTag = randomBytes(2).toString('hex');
+
+/** Queue ids sort by time of acceptance and are unique across restarts. */
+export function newQueueId(): string {
+  counter = (counter + 1) % 0x100000;
+  return `${Date.now().toString(36).toUpperCase()}${counter.toString(36).toUpperCase().padStart(4, '0')}${nodeTag.toUpperCase()}`;
+}
+
+/**
+ * The durable queue folder. A message is two files: `<id>.msg` (its bytes) and `<id>.env`
+ * (its envelope). The envelope is written last; its presence is the commit (Q1), so a crash
+ * before it leaves only an orphan `.msg`, removed at recovery and never acknowledged.
+ */
+export class Spool {
+  readonly dir: string;
+  private readonly dirSync: DirSyncer;
+
+  constructor(
+    dataDir: string,
+    readonly fsync = true,
+  ) {
+    this.dir = join(dataDir, 'queue');
+    this.dirSync = new DirSyncer(this.dir, fsync);
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+  }
+
+  messagePath(id: string): string {
+    return join(this.dir, `${id}.msg`);
+  }
+
+  private envPath(id: string): string {
+    return join(this.dir, `${id}.env`);
+  }
+
+  /** Starts a message file; nothing is queued until `commit`. */
+  create(id: string): MessageWriter {
+    return new MessageWriter(this.messagePath(id));
+  }
+
+  /** Makes the message durable: its bytes, then its envelope, then the folder entry. */
+  async commit(env: Envelope, writer: MessageWriter): Promise<void> {
+    await writer.finish(this.fsync);
+    const fh = await open(this.envPath(env.id), 'wx', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(env) + '\n');
+      if (this.fsync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await this.dirSync.sync();
+  }
+
+  /** Replaces an envelope atomically (delivery progress). */
+  async update(env: Envelope): Promise<void> {
+    const tmp = `${this.envPath(env.id)}.tmp`;
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(env) + '\n');
+      if (this.fsync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.envPath(env.id));
+  }
+
+  /** Removes a settled message: envelope first, so a crash leaves at worst an orphan file. */
+  async remove(id: string): Promise<void> {
+    await unlink(this.envPath(id));
+    await unlink(this.messagePath(id)).catch(() => undefined);
+  }
+
+  async read(id: string): Promise<Envelope> {
+    return JSON.parse(await readFile(this.envPath(id), 'utf8')) as Envelope;
+  }
+
+  /**
+   * Every committed envelope, after removing what was never acknowledged: message files
+   * without an envelope, envelopes that do not parse (an unfinished write) and temp files.
+   */
+  async recover(): Promise<{ envelopes: Envelope[]; removed: string[] }> {
+    const names = await readdir(this.dir);
+    const envIds = new Set<string>();
+    const envelopes: Envelope[] = [];
+    const removed: string[] = [];
+    for (const name of names) {
+      if (!name.endsWith('.env')) continue;
+      const id = name.slice(0, -4);
+      try {
+        envelopes.push(await this.read(id));
+        envIds.add(id);
+      } catch {
+        await unlink(join(this.dir, name)).catch(() => undefined);
+        removed.push(name);
+      }
+    }
+    for (const name of names) {
+      const orphan = (name.endsWith('.msg') && !envIds.has(name.slice(0, -4))) || name.endsWith('.tmp');
+      if (orphan) {
+        await unlink(join(this.dir, name)).catch(() => undefined);
+        removed.push(name);
+      }
+    }
+    envelopes.sort((a, b) => (a.id < b.id ? -1 : 1));
+    return { envelopes, removed };
+  }
+
+  /** Read-only listing for `moonpost queue list`. */
+  async list(): Promise<Envelope[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch {
+      return [];
+    }
+    const out: Envelope[] = [];
+    for (const name of names.filter((n) => n.endsWith('.env')).sort()) {
+      try {
+        out.push(await this.read(name.slice(0, -4)));
+      } catch {
+        /* being written or removed right now */
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,96 @@
+import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import { Directory } from './policy/directory.js';
+import { NetworkList } from './policy/cidr.js';
+import { Spool } from './queue/spool.js';
+import { MaildirDelivery } from './delivery/maildir.js';
+import { LocalDispatcher } from './delivery/local-dispatcher.js';
+import { ConnectionLimiter, Listener } from './smtp/listener.js';
+import { DirSyncers } from './util/fsync.js';
+import { createLogger } from './log.js';
+
+export interface BoundService {
+  id: number;
+  name: string;
+  address: string;
+  port: number;
+}
+
+/** The whole MTA: listeners, queue, local delivery. `start` recovers the queue first. */
+export class MoonpostServer {
+  readonly log: Logger;
+  readonly spool: Spool;
+  readonly directory: Directory;
+  readonly dispatcher: LocalDispatcher;
+  readonly mailRoot: string;
+  private readonly listeners: Listener[] = [];
+  bound: BoundService[] = [];
+
+  constructor(
+    readonly config: Config,
+    log?: Logger,
+  ) {
+    this.log = log ?? createLogger(config.log.level);
+    this.spool = new Spool(config.dataDir, config.queue.fsync);
+    this.directory = new Directory(config);
+    this.mailRoot = join(config.dataDir, 'mail');
+    const maildir = new MaildirDelivery(this.mailRoot, new DirSyncers(config.queue.fsync), config.queue.fsync);
+    this.dispatcher = new LocalDispatcher(this.spool, maildir, this.log.child({ part: 'delivery' }));
+  }
+
+  async start(): Promise<BoundService[]> {
+    await this.spool.init();
+    await mkdir(this.mailRoot, { recursive: true });
+    const { envelopes, removed } = await this.spool.recover();
+    if (removed.length) this.log.info({ removed }, 'removed unfinished queue files');
+    if (envelopes.length) this.log.info({ count: envelopes.length }, 'recovered queued messages');
+    for (const env of envelopes) this.dispatcher.enqueue(env);
+
+    const limits = this.config.limits;
+    const limiter = new ConnectionLimiter(limits.connections, limits.connectionsPerIp);
+    const relayNetworks = new NetworkList(this.config.relay.networks);
+    for (const service of this.config.services) {
+      const listener = new Listener(
+        {
+          config: this.config,
+          service,
+          directory: this.directory,
+          relayNetworks,
+          proxyTrusted: new NetworkList(service.proxyTrusted),
+          spool: this.spool,
+          log: this.log,
+          onQueued: (env) => this.dispatcher.enqueue(env),
+        },
+        limiter,
+      );
+      const addr = await listener.listen();
+      this.listeners.push(listener);
+      this.bound.push({ id: service.id, name: service.name, ...addr });
+    }
+    return this.bound;
+  }
+
+  /**
+   * Graceful stop: no new connections; idle sessions get 421 now, busy ones when their
+   * transaction ends or at the deadline; then local delivery is let finish.
+   */
+  async stop(deadlineMs = this.config.limits.timeouts.shutdown * 1000): Promise<void> {
+    await Promise.all(this.listeners.map((l) => l.stopAccepting()));
+    const conns = this.listeners.flatMap((l) => [...l.connections]);
+    for (const c of conns) c.session.drain();
+    const all = Promise.all(conns.map((c) => c.done));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      all.then(() => false),
+      new Promise<boolean>((res) => (timer = setTimeout(() => res(true), deadlineMs))),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      for (const c of this.listeners.flatMap((l) => [...l.connections])) c.forceClose();
+      await all;
+    }
+    await this.dispatcher.stop();
+  }
+}

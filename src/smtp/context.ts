@@ -1,0 +1,42 @@
+import type { Logger } from 'pino';
+import type { Config, ServiceConfig } from '../config/schema.js';
+import type { Directory } from '../policy/directory.js';
+import type { NetworkList } from '../policy/cidr.js';
+import type { Spool } from '../queue/spool.js';
+import type { Envelope } from '../queue/envelope.js';
+import type { Reply } from './reply.js';
+
+/** What every session of one service shares: configuration, policy data and the queue. */
+export interface ServiceContext {
+  config: Config;
+  service: ServiceConfig;
+  directory: Directory;
+  relayNetworks: NetworkList;
+  /** Sources allowed to send a PROXY protocol header. */
+  proxyTrusted: NetworkList;
+  spool: Spool;
+  log: Logger;
+  /** A message was committed to the queue. */
+  onQueued(env: Envelope): void;
+}
+
+/** The transport a session talks through: a socket, or a transcript in the script test bench. */
+export interface SessionIO {
+  send(r: Reply): void;
+  /** Sends what is batched, drops unread input, and upgrades to TLS. Returns the cipher details. */
+  startTls(): Promise<string>;
+  /** Sends what is batched and closes. */
+  close(): void;
+  /** Stop reading until `resume` (the message writer is behind). */
+  pause(): void;
+  resume(): void;
+  /** Switch the idle timeout: command phase or data phase. */
+  setPhase(phase: 'command' | 'data'): void;
+}
+
+export interface ClientInfo {
+  ip: string;
+  port: number;
+  /** Set when the connection is encrypted: protocol and cipher. */
+  tls?: string;
+}
