@@ -46,7 +46,8 @@ export class MoonpostServer {
     const { envelopes, removed } = await this.spool.recover();
     if (removed.length) this.log.info({ removed }, 'removed unfinished queue files');
     if (envelopes.length) this.log.info({ count: envelopes.length }, 'recovered queued messages');
-    for (const env of envelopes) this.dispatcher.enqueue(env);
+    // A restart is a retry: what waited for a backoff is tried again now.
+    for (const env of envelopes) this.dispatcher.enqueue({ ...env, nextAttempt: 0 });
 
     const limits = this.config.limits;
     const limiter = new ConnectionLimiter(limits.connections, limits.connectionsPerIp);

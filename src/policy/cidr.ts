@@ -12,14 +12,16 @@ export function parseCidr(text: string): Cidr | null {
   const version = isIP(address);
   if (version === 0) return null;
   const max = version === 4 ? 32 : 128;
+  // An empty prefix ("10.0.0.0/") must not read as /0, which would match every address.
+  if (prefixText !== undefined && !/^\d+$/.test(prefixText)) return null;
   const prefix = prefixText === undefined ? max : Number(prefixText);
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (prefixText ?? '').match(/\D/)) return null;
+  if (prefix > max) return null;
   return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
 }
 
 /** Strips the IPv4-mapped IPv6 prefix that dual-stack sockets report. */
 export function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+  return /^::ffff:/i.test(ip) && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
 }
 
 /** A set of networks answering "is this client address inside?". */

@@ -79,7 +79,8 @@ export class DataReader {
             return pos + 1;
           }
           // "." ended by a bare LF, or after a bare-LF line: an empty content line.
-          this.lineDone(this.heldCR);
+          // (A held CR was never counted in lineLen, so there is nothing to take off.)
+          this.lineDone(false);
           this.prevCRLF = this.heldCR;
           this.dotOnly = false;
           this.heldCR = false;
@@ -101,7 +102,7 @@ export class DataReader {
       const lf = chunk.indexOf(LF, pos);
       if (lf < 0 || lf >= end) {
         this.lineLen += end - pos;
-        this.lastCR = chunk[end - 1] === CR;
+        this.lastCR = true;
         pos = end;
         break;
       }
@@ -158,6 +159,13 @@ export class DataReader {
     if (this.dotOnly) {
       this.dotOnly = false;
       if (this.heldCR) this.emitBuf(Buffer.from([CR]));
+    }
+    if (!this.dotMode && !this.atLineStart) {
+      // BDAT data that stops mid-line: the line is checked and ended like any other.
+      this.lineDone(this.lastCR);
+      this.emitBuf(this.lastCR ? Buffer.from([LF]) : CRLF);
+      this.atLineStart = true;
+      this.lastCR = false;
     }
     this.flush();
   }

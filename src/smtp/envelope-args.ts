@@ -39,20 +39,21 @@ export function parseEsmtpLine(
   const m = new RegExp(`^${kind}:`, 'i').exec(arg);
   if (!m) return syntax(what, 'missing ' + kind + ':');
   const data = arg.slice(m[0].length).trim();
-  // SMTPUTF8 must be seen before the address can hold UTF-8.
-  const utf8 = kind === 'FROM' ? /\sSMTPUTF8(\s|$)/i.test(data) && opts.smtputf8 : opts.smtputf8;
   if (kind === 'TO' && /^<postmaster>$/i.test(data.split(' ')[0])) {
     const params = parseParams(data.slice(data.indexOf('>') + 1));
     if (typeof params === 'string') return syntax(what, params);
     return rcptParams(data, 'postmaster', params, opts.dsn);
   }
-  const path = parsePath(data, { allowNull: kind === 'FROM', utf8 });
+  // Parsed as UTF-8 so that a non-ASCII address without SMTPUTF8 gets 553 5.6.7, not 501.
+  const path = parsePath(data, { allowNull: kind === 'FROM', utf8: true });
   if (!path.ok) return syntax(what, path.error);
+  const params = parseParams(path.rest);
+  if (typeof params === 'string') return syntax(what, params);
+  // SMTPUTF8 on MAIL (when offered) is what lets the addresses hold UTF-8.
+  const utf8 = kind === 'FROM' ? 'SMTPUTF8' in params && opts.smtputf8 : opts.smtputf8;
   if (path.mailbox && /[^\x00-\x7f]/.test(path.mailbox.address) && !utf8) {
     return { error: reply(553, '5.6.7', 'Non-ASCII address needs SMTPUTF8') };
   }
-  const params = parseParams(path.rest);
-  if (typeof params === 'string') return syntax(what, params);
   const address = path.mailbox?.address ?? '';
   return kind === 'FROM' ? mailParams(data, address, params, utf8, opts.dsn) : rcptParams(data, address, params, opts.dsn);
 }

@@ -24,12 +24,14 @@ export function parseProxyHeader(buf: Buffer): ProxyParse {
   if (buf.toString('latin1', 0, 6) !== 'PROXY ') return { state: 'error', message: 'not a PROXY header' };
   const end = buf.indexOf('\r\n');
   if (end < 0) return buf.length > V1_MAX ? { state: 'error', message: 'PROXY v1 header too long' } : { state: 'need-more' };
+  if (end + 2 > V1_MAX) return { state: 'error', message: 'PROXY v1 header too long' };
   const parts = buf.toString('latin1', 0, end).split(' ');
   if (parts[1] === 'UNKNOWN') return { state: 'done', info: null, consumed: end + 2 };
   if (parts.length !== 6 || (parts[1] !== 'TCP4' && parts[1] !== 'TCP6')) return { state: 'error', message: 'bad PROXY v1 header' };
   const family = parts[1] === 'TCP4' ? 4 : 6;
   const port = Number(parts[4]);
-  if (isIP(parts[2]) !== family || !/^\d{1,5}$/.test(parts[4]) || port > 65535) {
+  const validPort = (p: string): boolean => /^\d{1,5}$/.test(p) && Number(p) <= 65535;
+  if (isIP(parts[2]) !== family || isIP(parts[3]) !== family || !validPort(parts[4]) || !validPort(parts[5])) {
     return { state: 'error', message: 'bad PROXY v1 addresses' };
   }
   return { state: 'done', info: { ip: parts[2], port }, consumed: end + 2 };
@@ -55,15 +57,27 @@ function parseV2(buf: Buffer): ProxyParse {
   if (family === 2 && len >= 36) {
     const groups: string[] = [];
     for (let i = 0; i < 16; i += 2) groups.push(body.readUInt16BE(i).toString(16));
-    return { state: 'done', info: { ip: compressIpv6(groups), port: body.readUInt16BE(32) }, consumed };
+    // An IPv4-mapped address is written `::ffff:a.b.c.d`, as sockets report it, so it normalizes to IPv4.
+    const mapped = groups.slice(0, 5).every((g) => g === '0') && groups[5] === 'ffff';
+    const ip = mapped ? `::ffff:${Array.from(body.subarray(12, 16)).join('.')}` : compressIpv6(groups);
+    return { state: 'done', info: { ip, port: body.readUInt16BE(32) }, consumed };
   }
   return { state: 'done', info: null, consumed };
 }
 
 function compressIpv6(groups: string[]): string {
-  const full = groups.join(':');
-  const runs = full.match(/(?:^|:)0(?::0)+(?::|$)/g);
-  if (!runs) return full;
-  const longest = runs.reduce((a, b) => (b.length > a.length ? b : a));
-  return full.replace(longest, '::');
+  // RFC 5952: the longest run of two or more zero groups (the first one on a tie) becomes "::".
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < groups.length; ) {
+    let j = i;
+    while (j < groups.length && groups[j] === '0') j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j > i ? j : i + 1;
+  }
+  if (best < 0) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
 }
