@@ -78,7 +78,7 @@ export class MoonpostServer {
    * transaction ends or at the deadline; then local delivery is let finish.
    */
   async stop(deadlineMs = this.config.limits.timeouts.shutdown * 1000): Promise<void> {
-    await Promise.all(this.listeners.map((l) => l.stopAccepting()));
+    for (const l of this.listeners) l.stopAccepting();
     const conns = this.listeners.flatMap((l) => [...l.connections]);
     for (const c of conns) c.session.drain();
     const all = Promise.all(conns.map((c) => c.done));

@@ -102,7 +102,7 @@ export class DataReader {
       const lf = chunk.indexOf(LF, pos);
       if (lf < 0 || lf >= end) {
         this.lineLen += end - pos;
-        this.lastCR = true;
+        this.lastCR = chunk[end - 1] === CR;
         pos = end;
         break;
       }

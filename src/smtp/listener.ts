@@ -39,20 +39,22 @@ export class Listener {
   readonly connections = new Set<Connection>();
   private server: Server | null = null;
   private readonly secureContext: SecureContext | null;
+  private readonly keyPair: { cert: Buffer; key: Buffer } | null;
 
   constructor(
     private readonly ctx: ServiceContext,
     private readonly limiter: ConnectionLimiter,
   ) {
     const s = ctx.service;
-    this.secureContext = s.cert && s.key ? createSecureContext({ cert: readFileSync(s.cert), key: readFileSync(s.key) }) : null;
+    this.keyPair = s.cert && s.key ? { cert: readFileSync(s.cert), key: readFileSync(s.key) } : null;
+    this.secureContext = this.keyPair ? createSecureContext(this.keyPair) : null;
   }
 
   async listen(): Promise<{ address: string; port: number }> {
     const s = this.ctx.service;
     const server =
       s.tls === 'implicit'
-        ? createTlsServer({ secureContext: this.secureContext! }, (sock) => this.accept(sock))
+        ? createTlsServer({ ...this.keyPair! }, (sock) => this.accept(sock))
         : createNetServer((sock) => this.accept(sock));
     if (s.tls === 'implicit') server.on('tlsClientError', (err) => this.ctx.log.debug({ err: err.message }, 'TLS handshake failed'));
     this.server = server;
@@ -88,11 +90,9 @@ export class Listener {
     conn.session.log.info({ ip, port: socket.remotePort, service: this.ctx.service.name }, 'connected');
   }
 
-  /** Stops accepting; sessions in flight carry on. */
-  async stopAccepting(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
+  /** Stops accepting; sessions in flight carry on (close's callback would wait for them). */
+  stopAccepting(): void {
+    this.server?.close();
     this.server = null;
-    await new Promise<void>((res) => server.close(() => res()));
   }
 }
