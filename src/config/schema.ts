@@ -52,15 +52,14 @@ const seconds = z.number().positive();
 export const limitsSchema = z.strictObject({
   messageSize: z.number().int().min(0).default(25 * 1024 * 1024),
   recipients: z.number().int().min(1).default(1000),
-  commandLineLength: z.number().int().min(512).default(2048),
-  lineLength: z.number().int().min(80).default(10000),
+  /** Octets per command line and per message line (S25 MaxLineLength). */
+  lineLength: z.number().int().min(512).default(4096),
   connections: z.number().int().min(1).default(1000),
   connectionsPerIp: z.number().int().min(1).default(100),
   errors: z.number().int().min(1).default(20),
   messagesPerSession: z.number().int().min(0).default(0),
   timeouts: z
     .strictObject({
-      greeting: seconds.default(300),
       command: seconds.default(300),
       data: seconds.default(600),
       shutdown: seconds.default(30),

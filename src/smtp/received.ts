@@ -11,7 +11,6 @@ export function rfc5322Date(d = new Date()): string {
 
 /** Keeps client-supplied text printable so it cannot break the header. */
 export function printable(s: string, max = 255): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[\x00-\x20\x7f()\\]/g, '?').slice(0, max);
 }
 

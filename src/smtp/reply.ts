@@ -23,7 +23,6 @@ function enhancedFor(code: number, enhanced: string | undefined): string | undef
 
 /** Removes everything that could end a reply line early or inject another one. */
 function clean(text: string): string {
-  // eslint-disable-next-line no-control-regex
   return text.replace(/[\r\n\x00]/g, ' ');
 }
 

@@ -131,7 +131,6 @@ export class Session {
   command(line: string): Promise<void> | void {
     if (this.lineHandler) return this.lineHandler(line);
     if (this.draining && !this.tx) return this.sayGoodbye();
-    // eslint-disable-next-line no-control-regex
     if (/[\x00\r]/.test(line)) return this.send(reply(500, '5.5.2', 'Invalid characters in command'));
     const sp = line.indexOf(' ');
     const verb = (sp < 0 ? line : line.slice(0, sp)).toUpperCase();
