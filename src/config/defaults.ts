@@ -4,7 +4,6 @@ import type { ConfigInput } from './schema.js';
 export function embeddedDefaults(): ConfigInput {
   return {
     hostname: 'localhost',
-    dataDir: './var',
     services: [{ id: 0, name: 'smtp', listen: '127.0.0.1', port: 2525, tls: 'none' }],
     domains: [{ name: 'localhost', catchAll: true }],
     relay: { networks: ['127.0.0.1/32'], mode: 'ip' },

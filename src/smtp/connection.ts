@@ -27,6 +27,7 @@ export class Connection implements SessionIO {
   private busy = false;
   private out = '';
   private closing = false;
+  private finished = false;
   private discardingLongLine = false;
   private paused = false;
   private phase: 'command' | 'data' = 'command';
@@ -71,7 +72,8 @@ export class Connection implements SessionIO {
   }
 
   private finish(why: string): void {
-    if (this.closing && !this.socket.destroyed) return;
+    if (this.finished) return;
+    this.finished = true;
     this.closing = true;
     this.session.closed = true;
     void this.session.abort(why).finally(() => {
@@ -158,8 +160,10 @@ export class Connection implements SessionIO {
   }
 
   private flush(): void {
-    if (this.out && !this.socket.destroyed) {
-      this.socket.write(this.out);
+    if (this.out && !this.socket.destroyed && !this.socket.write(this.out) && !this.closing) {
+      // A client that pipelines without reading its replies: stop reading until it catches up.
+      this.pause();
+      this.socket.once('drain', () => this.resume());
     }
     this.out = '';
   }

@@ -395,10 +395,14 @@ export class Session {
     reader.finish();
     this.tx = null;
     let r: Reply;
+    const logRefusal = (why: string): void =>
+      this.log.info({ queueId: tx.id, from: tx.mail.address, to: tx.rcptAddresses, size: reader.size, ip: this.client.ip, outcome: 'refused', why }, 'message refused');
     if (reader.tooBig) {
+      logRefusal('size');
       await tx.discard();
       r = reply(552, '5.3.4', 'Message size exceeds fixed maximum message size');
     } else if (reader.longLine) {
+      logRefusal('line length');
       await tx.discard();
       r = reply(552, '5.3.4', `Message line longer than ${this.maxLineLength} octets`);
     } else {
@@ -408,13 +412,13 @@ export class Session {
         this.messages++;
         r = reply(250, '2.0.0', `Ok: queued as ${tx.id}`);
         this.log.info(
-          { queueId: tx.id, from: env.sender, to: env.recipients.map((x) => x.address), size: env.size, ip: this.client.ip },
+          { queueId: tx.id, from: env.sender, to: env.recipients.map((x) => x.address), size: env.size, ip: this.client.ip, outcome: 'queued' },
           'message queued',
         );
         this.ctx.onQueued(env);
       } catch (err) {
         await tx.discard();
-        this.log.error({ queueId: tx.id, err: (err as Error).message }, 'queue commit failed');
+        this.log.error({ queueId: tx.id, err: (err as Error).message, outcome: 'deferred' }, 'queue commit failed');
         r = reply(451, '4.3.0', 'Local error in processing, try again later');
       }
     }

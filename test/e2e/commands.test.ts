@@ -236,3 +236,36 @@ test('too many errors end the session with 421 4.7.0', async () => {
     await h2.stop();
   }
 });
+
+test('a client that pipelines without reading gets every reply once it reads', async () => {
+  const c = await openSession(h.port);
+  const n = 20000;
+  c.write('NOOP\r\n'.repeat(n));
+  await new Promise((r) => setTimeout(r, 200));
+  let got = 0;
+  while (got < n) {
+    const r = await c.read();
+    assert.equal(r.code, 250);
+    got++;
+  }
+  assert.equal((await c.cmd('QUIT')).code, 221);
+});
+
+test('a queue write failure answers 451 4.3.0 and acknowledges nothing', async () => {
+  const { rm, mkdir } = await import('node:fs/promises');
+  const h2 = await startServer();
+  try {
+    const c = await openSession(h2.port);
+    await rm(h2.server.spool.dir, { recursive: true });
+    const r = await sendMail(c, 'a@example.com', ['x@localhost'], message('lost?'));
+    assert.match(r.lines[0], /^451 4\.3\.0 /);
+    await mkdir(h2.server.spool.dir);
+    assert.equal((await sendMail(c, 'a@example.com', ['x@localhost'], message('retry'))).code, 250, 'the client can retry');
+    c.close();
+    const box = await h2.mailbox('localhost/x');
+    assert.equal(box.length, 1);
+    assert.match(box[0], /Subject: retry/);
+  } finally {
+    await h2.stop();
+  }
+});
