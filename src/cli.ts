@@ -5,6 +5,7 @@ import { MoonpostServer } from './server.js';
 import { hashPassword } from './policy/password.js';
 import { Spool } from './queue/spool.js';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 
 const program = new Command();
 program.name('moonpost').description('moonpost: an SMTP mail server scriptable with VPOP3-style Lua hooks');
@@ -50,6 +51,10 @@ configOption(program.command('serve').description('run the SMTP services and loc
       () => process.exit(1),
     );
   };
+  process.on('SIGHUP', () => {
+    server.log.info('SIGHUP: reloading scripts');
+    void server.scripts.reload();
+  });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 });
@@ -70,6 +75,28 @@ program
       process.exit(2);
     }
     process.stdout.write(`${await hashPassword(pw)}\n`);
+  });
+
+program
+  .command('check-script')
+  .description('check a Lua script for syntax errors (prints FILE:LINE: message, exits 1 on error)')
+  .argument('<file>', 'the script, e.g. var/scripts/SMTPSVR.LUA')
+  .action(async (file: string) => {
+    const { LuaVm } = await import('./script/lua-vm.js');
+    const { compileScript } = await import('./script/compile.js');
+    let source: Buffer;
+    try {
+      source = readFileSync(file);
+    } catch (err) {
+      process.stderr.write(`${file}: cannot read: ${(err as Error).message}\n`);
+      process.exit(2);
+    }
+    const result = compileScript(await LuaVm.create(), source, file);
+    if ('error' in result) {
+      process.stderr.write(`${result.error}\n`);
+      process.exit(1);
+    }
+    process.stdout.write(`${file}: OK\n`);
   });
 
 const queue = program.command('queue').description('inspect the mail queue');

@@ -10,6 +10,7 @@ import { LocalDispatcher } from './delivery/local-dispatcher.js';
 import { ConnectionLimiter, Listener } from './smtp/listener.js';
 import { DirSyncers } from './util/fsync.js';
 import { createLogger } from './log.js';
+import { ScriptHost } from './script/script-host.js';
 
 export interface BoundService {
   id: number;
@@ -25,6 +26,7 @@ export class MoonpostServer {
   readonly directory: Directory;
   readonly dispatcher: LocalDispatcher;
   readonly mailRoot: string;
+  readonly scripts: ScriptHost;
   private readonly listeners: Listener[] = [];
   bound: BoundService[] = [];
 
@@ -37,12 +39,14 @@ export class MoonpostServer {
     this.directory = new Directory(config);
     this.mailRoot = join(config.dataDir, 'mail');
     const maildir = new MaildirDelivery(this.mailRoot, new DirSyncers(config.queue.fsync), config.queue.fsync);
+    this.scripts = new ScriptHost(config, this.log);
     this.dispatcher = new LocalDispatcher(this.spool, maildir, this.log.child({ part: 'delivery' }));
   }
 
   async start(): Promise<BoundService[]> {
     await this.spool.init();
     await mkdir(this.mailRoot, { recursive: true });
+    await this.scripts.start();
     const { envelopes, removed } = await this.spool.recover();
     if (removed.length) this.log.info({ removed }, 'removed unfinished queue files');
     if (envelopes.length) this.log.info({ count: envelopes.length }, 'recovered queued messages');
@@ -63,6 +67,7 @@ export class MoonpostServer {
           spool: this.spool,
           log: this.log,
           onQueued: (env) => this.dispatcher.enqueue(env),
+          hooksFor: (policy, facts, log) => this.scripts.sessionHooks(policy, facts, log),
         },
         limiter,
       );
@@ -93,5 +98,6 @@ export class MoonpostServer {
       await all;
     }
     await this.dispatcher.stop();
+    this.scripts.stop();
   }
 }

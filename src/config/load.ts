@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { resolve, dirname, isAbsolute } from 'node:path';
+import { resolve, dirname, isAbsolute, join } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config, type ConfigInput, type Secret } from './schema.js';
@@ -52,6 +52,7 @@ export function validateConfig(input: unknown, file: string, baseDir = process.c
   const envData = process.env.MOONPOST_DATA;
   if (envData && !(input as ConfigInput | undefined)?.dataDir) config.dataDir = envData;
   config.dataDir = isAbsolute(config.dataDir) ? config.dataDir : resolve(baseDir, config.dataDir);
+  config.scripts.dir = config.scripts.dir ? resolve(baseDir, config.scripts.dir) : join(config.dataDir, 'scripts');
   return config;
 }
 

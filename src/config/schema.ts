@@ -86,6 +86,18 @@ export const configSchema = z.strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     })
     .prefault({}),
+  scripts: z
+    .strictObject({
+      /** Folder of SMTPSVR.LUA, relayout.lua and shared modules; default <dataDir>/scripts. */
+      dir: z.string().min(1).optional(),
+      /** Wall-clock budget of one callback (S4). */
+      timeMs: z.number().positive().default(1000),
+      /** Lua VM instructions one callback may run; 0 = no count limit (the time budget still applies). */
+      instructions: z.number().int().min(0).default(200_000_000),
+      /** Memory of one session's Lua state. */
+      memoryMB: z.number().positive().default(32),
+    })
+    .prefault({}),
   queue: z
     .strictObject({
       /** fsync files and folders before acknowledging (Q1). Turning it off loses mail on power failure. */

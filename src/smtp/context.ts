@@ -5,6 +5,7 @@ import type { NetworkList } from '../policy/cidr.js';
 import type { Spool } from '../queue/spool.js';
 import type { Envelope } from '../queue/envelope.js';
 import type { Reply } from './reply.js';
+import type { SessionFacts, SessionHooks, SessionPolicy } from './hooks.js';
 
 /** What every session of one service shares: configuration, policy data and the queue. */
 export interface ServiceContext {
@@ -18,6 +19,8 @@ export interface ServiceContext {
   log: Logger;
   /** A message was committed to the queue. */
   onQueued(env: Envelope): void;
+  /** The session's script hooks (SMTPSVR.LUA), when a script is installed. */
+  hooksFor?(policy: SessionPolicy, facts: () => SessionFacts, log: Logger): SessionHooks | null;
 }
 
 /** The transport a session talks through: a socket, or a transcript in the script test bench. */

@@ -23,6 +23,10 @@ export class DataReader {
   longLine = false;
   /** Longest line seen, in octets without the line ending. */
   maxLineSeen = 0;
+  /** Lines completed so far. */
+  linesDone = 0;
+  /** Indexes of lines whose stuffed leading dot was removed (for MessageLineRaw). */
+  readonly dottedLines: number[] = [];
 
   private atLineStart = true;
   /** The line before the current one ended in CRLF (the start of data counts as such). */
@@ -54,6 +58,7 @@ export class DataReader {
         this.atLineStart = false;
         this.lineLen = 0;
         if (this.dotMode && chunk[pos] === DOT) {
+          this.dottedLines.push(this.linesDone);
           this.emit(chunk, spanStart, pos);
           pos++;
           spanStart = pos;
@@ -129,6 +134,7 @@ export class DataReader {
   }
 
   private lineDone(hasCR: boolean): void {
+    this.linesDone++;
     const len = this.lineLen - (hasCR ? 1 : 0);
     if (len > this.maxLineSeen) this.maxLineSeen = len;
     if (len > this.maxLine) this.longLine = true;

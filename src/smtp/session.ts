@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { ClientInfo, ServiceContext, SessionIO } from './context.js';
-import { reply, type Reply } from './reply.js';
+import { parseReplyText, reply, type Reply } from './reply.js';
 import { SaslExchange, SASL_MECHANISMS, type SaslStep } from './sasl.js';
 import { verifyPassword } from '../policy/password.js';
 import { parseEsmtpLine, type MailCommand, type RcptCommand } from './envelope-args.js';
@@ -8,6 +8,10 @@ import { Transaction } from './transaction.js';
 import { DataReader } from './data-reader.js';
 import { receivedHeader } from './received.js';
 import type { Envelope } from '../queue/envelope.js';
+import { safeFolderName, type Target } from '../policy/directory.js';
+import { ScriptStopped, type SessionFacts, type SessionHooks, type SessionPolicy } from './hooks.js';
+import { LineSplitter } from './line-splitter.js';
+import type { DataSink } from './data-reader.js';
 
 export type SessionMode = 'command' | 'data' | 'bdat';
 
@@ -17,6 +21,9 @@ const HELP_LINES = [
   'moonpost SMTP server, see RFC 5321',
 ];
 const MAX_AUTH_FAILURES = 3;
+const CRLF = Buffer.from('\r\n');
+const DOT = Buffer.from('.');
+const isRefusal = (r: Reply | null): r is Reply => !!r && r.code >= 400;
 
 let sessionSeq = 0;
 
@@ -47,7 +54,12 @@ export class Session {
   /** The BDAT chunk being read will be discarded (its command was refused). */
   private bdatDiscard: Reply | null = null;
   private draining = false;
-  validClient = false;
+  /** What scripts may read and change; every check reads it at the moment it applies. */
+  readonly policy: SessionPolicy;
+  /** The message size limit of this session (GetMaxMessageSize may change it). */
+  maxMessageSize: number;
+  /** SMTPSVR.LUA for this session, when there is one. */
+  hooks: SessionHooks | null = null;
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -55,12 +67,40 @@ export class Session {
     readonly client: ClientInfo,
   ) {
     this.log = ctx.log.child({ session: this.id });
+    const limits = ctx.config.limits;
+    this.maxMessageSize = limits.messageSize;
+    this.policy = {
+      validClient: false,
+      localClient: false,
+      authRequired: false,
+      allowedUsers: '',
+      forceDisconnect: false,
+      useBATV: false,
+      maxRecipientsLocal: limits.recipients,
+      maxRecipientsIncoming: limits.recipients,
+      maxMessagesLocal: limits.messagesPerSession,
+      maxLineLength: limits.lineLength,
+      addUserAddresses: false,
+    };
     this.refreshClient();
   }
 
   /** Recomputes what depends on the client address (it changes behind a PROXY header). */
   refreshClient(): void {
-    this.validClient = this.ctx.relayNetworks.has(this.client.ip);
+    const mode = this.ctx.config.relay.mode;
+    this.policy.validClient = this.ctx.relayNetworks.has(this.client.ip);
+    this.policy.authRequired = mode === 'auth' || this.ctx.service.auth;
+    // S24: "check client IP address" relaying, with no authentication needed.
+    this.policy.localClient = this.policy.validClient && !this.policy.authRequired;
+  }
+
+  get validClient(): boolean {
+    return this.policy.validClient;
+  }
+
+  /** S21: authenticated, or a local client address. */
+  get locallySent(): boolean {
+    return this.authUser !== null || this.policy.localClient;
   }
 
   private get limits() {
@@ -68,15 +108,48 @@ export class Session {
   }
 
   get maxLineLength(): number {
-    return this.limits.lineLength;
+    return this.policy.maxLineLength || this.limits.lineLength;
+  }
+
+  /** The read-only globals of S7. */
+  facts(): SessionFacts {
+    return {
+      ip: this.client.ip,
+      sessionId: this.id,
+      serviceId: this.ctx.service.id,
+      serviceName: this.ctx.service.name,
+      authUser: this.authUser ?? '',
+      tls: this.client.tls ?? '',
+      helo: this.helo ?? '',
+      mailFrom: this.tx?.mail.address ?? '',
+    };
   }
 
   get inTransaction(): boolean {
     return this.tx !== null;
   }
 
+  /** S10: Start() → RBLResults() → GetMaxMessageSize(ip) → greeting. */
   greet(): void {
-    this.send(reply(220, undefined, `${this.ctx.config.hostname} ESMTP moonpost`));
+    if (this.ctx.hooksFor) this.hooks = this.ctx.hooksFor(this.policy, () => this.facts(), this.log);
+    let greeting = reply(220, undefined, `${this.ctx.config.hostname} ESMTP moonpost`);
+    const h = this.hooks;
+    if (h) {
+      try {
+        const started = h.start();
+        if (started) greeting = started;
+        if (!isRefusal(greeting)) {
+          const rbl = h.rblResults();
+          if (rbl) greeting = rbl;
+        }
+        if (!isRefusal(greeting)) this.maxMessageSize = h.maxMessageSize(this.client.ip, this.maxMessageSize);
+      } catch (err) {
+        if (!(err instanceof ScriptStopped)) throw err;
+        greeting = reply(421, '4.3.0', `${this.ctx.config.hostname} Service temporarily unavailable`);
+      }
+    }
+    if (isRefusal(greeting)) greeting = { ...greeting, close: true };
+    this.send(greeting);
   }
 
   // ---- replies -------------------------------------------------------------------------
@@ -85,7 +158,8 @@ export class Session {
     if (this.closed) return;
     if (r.code >= 400) this.errors++;
     this.io.send(r);
-    if (r.close) this.shutdown();
+    // 421 always closes (S5); ForceDisconnect closes after the pending reply (S25).
+    if (r.close || r.code === 421 || this.policy.forceDisconnect) this.shutdown();
     else if (this.errors >= this.limits.errors && r.code >= 400) {
       this.io.send(reply(421, '4.7.0', `${this.ctx.config.hostname} Too many errors, closing connection`));
       this.shutdown();
@@ -97,13 +171,16 @@ export class Session {
     this.io.close();
   }
 
-  /** Client gone, timeout or server stop: drop anything not committed. */
+  /** The connection is over for any reason: drop anything not committed, then End() once (S10). */
   async abort(why: string): Promise<void> {
     if (this.tx) {
       this.log.info({ queueId: this.tx.id, why }, 'transaction aborted');
       await this.tx.discard();
       this.tx = null;
     }
+    const h = this.hooks;
+    this.hooks = null;
+    h?.end();
   }
 
   /** Server shutdown: idle sessions close at once, busy ones after their transaction. */
@@ -129,6 +206,21 @@ export class Session {
 
   /** One command line without its line ending. */
   command(line: string): Promise<void> | void {
+    try {
+      const r = this.dispatch(line);
+      return r instanceof Promise ? r.catch((err) => this.scriptFailure(err)) : r;
+    } catch (err) {
+      return this.scriptFailure(err);
+    }
+  }
+
+  /** S4: a callback over its budget costs the current command a 451. */
+  private scriptFailure(err: unknown): void {
+    if (!(err instanceof ScriptStopped)) throw err;
+    this.send(reply(451, '4.3.0', 'Local error in processing (script stopped)'));
+  }
+
+  private dispatch(line: string): Promise<void> | void {
     if (this.lineHandler) return this.lineHandler(line);
     if (this.draining && !this.tx) return this.sayGoodbye();
     if (/[\x00\r]/.test(line)) return this.send(reply(500, '5.5.2', 'Invalid characters in command'));
@@ -150,24 +242,31 @@ export class Session {
         return this.cmdBdat(arg);
       case 'RSET':
         if (arg.trim()) return this.send(reply(501, '5.5.4', 'Syntax: RSET'));
-        return this.resetTransaction().then(() => this.send(reply(250, '2.0.0', 'Ok')));
+        return this.resetTransaction().then(() => this.send(this.hooks?.simple('RSET') ?? reply(250, '2.0.0', 'Ok')));
       case 'NOOP':
-        return this.send(reply(250, '2.0.0', 'Ok'));
+        return this.send(this.hooks?.simple('NOOP') ?? reply(250, '2.0.0', 'Ok'));
       case 'QUIT':
-        return this.send({ ...reply(221, '2.0.0', `${this.ctx.config.hostname} Bye`), close: true });
+        return this.send({ ...(this.hooks?.simple('QUIT') ?? reply(221, '2.0.0', `${this.ctx.config.hostname} Bye`)), close: true });
       case 'VRFY':
         return this.cmdVrfy(arg);
       case 'EXPN':
         return this.cmdExpn(arg);
       case 'HELP':
-        return this.send(reply(214, '2.0.0', ...HELP_LINES));
+        return this.cmdHelp();
       case 'STARTTLS':
         return this.cmdStartTls(arg);
       case 'AUTH':
         return this.cmdAuth(arg);
       default:
-        return this.send(reply(500, '5.5.2', 'Command not recognized'));
+        return this.send(this.hooks?.unrecognised(line) ?? reply(500, '5.5.2', 'Command not recognized'));
     }
+  }
+
+  /** S13: the help text passes through DoHELP; lines without a code get 214. */
+  private cmdHelp(): void {
+    const lines = this.hooks ? this.hooks.help(HELP_LINES) : HELP_LINES;
+    const parsed = lines.length && /^\d\d\d[ -]/.test(lines[0]) ? parseReplyText(lines.join('\r\n')) : null;
+    this.send(parsed ?? reply(214, '2.0.0', ...lines));
   }
 
   private extension(name: string): boolean {
@@ -184,7 +283,7 @@ export class Session {
   }
 
   capabilities(): string[] {
-    const caps = ['PIPELINING', `SIZE ${this.limits.messageSize}`, '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'CHUNKING', 'DSN'];
+    const caps = ['PIPELINING', `SIZE ${this.maxMessageSize}`, '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'CHUNKING', 'DSN'];
     if (this.tlsAvailable()) caps.push('STARTTLS');
     if (this.authAvailable() && !this.authUser) caps.push(`AUTH ${SASL_MECHANISMS.join(' ')}`);
     caps.push('HELP');
@@ -195,12 +294,25 @@ export class Session {
     const host = arg.trim();
     if (!host || /\s/.test(host)) return this.send(reply(501, '5.5.4', `Syntax: ${ehlo ? 'EHLO' : 'HELO'} hostname`));
     await this.resetTransaction();
+    const h = this.hooks;
+    const greeting = `${this.ctx.config.hostname} Hello ${host} [${this.client.ip}]`;
+    let caps: string[] = [];
+    if (h) this.maxMessageSize = h.maxMessageSize(host, this.maxMessageSize);
+    if (ehlo) {
+      caps = this.capabilities();
+      if (h) caps = h.ehloCapabilities(host, caps);
+    }
+    const decided = h ? h.helo(host, false, ehlo) : { refuse: false, reply: null };
+    if (decided.refuse) {
+      // S12: refused, the connection closes after the reply.
+      const r = decided.reply && decided.reply.code >= 400 ? decided.reply : reply(554, '5.7.1', `${host}: Access denied`);
+      return this.send({ ...r, close: true });
+    }
+    if (isRefusal(decided.reply)) return this.send(decided.reply);
     this.helo = host;
     this.esmtp = ehlo;
-    const greeting = `${this.ctx.config.hostname} Hello ${host} [${this.client.ip}]`;
-    if (!ehlo) return this.send(reply(250, undefined, greeting));
-    this.caps = this.capabilities();
-    this.send(reply(250, undefined, greeting, ...this.caps));
+    this.caps = caps;
+    this.send(decided.reply ?? reply(250, undefined, greeting, ...caps));
   }
 
   private async resetTransaction(): Promise<void> {
@@ -212,56 +324,109 @@ export class Session {
     if (!this.helo) return this.send(reply(503, '5.5.1', 'Send HELO/EHLO first'));
     if (this.tx) return this.send(reply(503, '5.5.1', 'Nested MAIL command'));
     if (this.ctx.service.auth && !this.authUser) return this.send(reply(530, '5.7.0', 'Authentication required'));
-    const max = this.limits.messagesPerSession;
+    const max = this.locallySent ? this.policy.maxMessagesLocal : this.limits.messagesPerSession;
     if (max > 0 && this.messages >= max) return this.send(reply(452, '4.5.3', 'Too many messages in this session'));
     const parsed = parseEsmtpLine(arg, 'FROM', { smtputf8: this.extension('SMTPUTF8'), dsn: this.extension('DSN') });
     if ('error' in parsed) return this.send(parsed.error);
     const mail = parsed as MailCommand;
     if (mail.body === '8BITMIME' && !this.extension('8BITMIME')) return this.send(reply(555, '5.5.4', 'BODY=8BITMIME not offered'));
-    if (mail.size !== undefined && this.limits.messageSize > 0 && mail.size > this.limits.messageSize) {
+    if (mail.size !== undefined && this.maxMessageSize > 0 && mail.size > this.maxMessageSize) {
       return this.send(reply(552, '5.3.4', 'Message size exceeds fixed maximum message size'));
+    }
+    if (this.hooks) {
+      // S15: SPF is not evaluated yet, so the script is told "" (off).
+      const r = this.hooks.mailFrom(mail.data, mail.address, mail.params, '', this.authUser ?? '');
+      if (isRefusal(r.reply)) return this.send(r.reply);
+      const rewritten = r.params.MAILFROM;
+      if (rewritten !== undefined) mail.address = rewritten.replace(/^<(.*)>$/, '$1');
+      this.tx = new Transaction(this.ctx.spool, mail);
+      return this.send(r.reply ?? reply(250, '2.1.0', 'Ok'));
     }
     this.tx = new Transaction(this.ctx.spool, mail);
     this.send(reply(250, '2.1.0', 'Ok'));
   }
 
+  /** S24: by client address unless AUTH is required, by AUTH unless the mode is IP-only. */
   private canRelay(): boolean {
     const mode = this.ctx.config.relay.mode;
-    return (mode !== 'auth' && this.validClient) || (mode !== 'ip' && this.authUser !== null);
+    const p = this.policy;
+    const byIp = mode !== 'auth' && p.validClient && !p.authRequired;
+    return byIp || p.localClient || (mode !== 'ip' && this.authUser !== null);
   }
 
   private cmdRcpt(arg: string): void {
-    if (!this.tx) return this.send(reply(503, '5.5.1', 'Need MAIL command'));
-    if (this.tx.writer) return this.send(reply(503, '5.5.1', 'Message data already started'));
-    const parsed = parseEsmtpLine(arg, 'TO', { smtputf8: this.tx.mail.smtputf8, dsn: this.extension('DSN') });
+    const tx = this.tx;
+    if (!tx) return this.send(reply(503, '5.5.1', 'Need MAIL command'));
+    if (tx.writer) return this.send(reply(503, '5.5.1', 'Message data already started'));
+    const parsed = parseEsmtpLine(arg, 'TO', { smtputf8: tx.mail.smtputf8, dsn: this.extension('DSN') });
     if ('error' in parsed) return this.send(parsed.error);
     const rcpt = parsed as RcptCommand;
-    if (this.tx.rcptCount >= this.limits.recipients) return this.send(reply(452, '4.5.3', 'Too many recipients'));
-    let address = rcpt.address;
+    const max = this.locallySent ? this.policy.maxRecipientsLocal : this.policy.maxRecipientsIncoming;
+    if (tx.rcptCount >= Math.min(max || Infinity, this.limits.recipients)) return this.send(reply(452, '4.5.3', 'Too many recipients'));
+    let decision = this.routeRecipient(rcpt.address);
+    if (this.hooks) {
+      const r = this.hooks.rcptTo(rcpt.data, rcpt.address, rcpt.params, [...tx.rcptAddresses]);
+      const replaced = r.params.RCPTTO?.replace(/^<(.*)>$/, '$1');
+      if (replaced && replaced !== rcpt.address) {
+        rcpt.address = replaced;
+        decision = this.routeRecipient(replaced);
+      }
+      if (isRefusal(r.reply)) return this.send(r.reply);
+      // S16: a 2xx from the script accepts what the default policy would refuse.
+      if (r.reply) {
+        const targets = 'targets' in decision ? decision.targets : this.forcedTargets(rcpt.address);
+        tx.addRecipient(rcpt, targets);
+        return this.send(r.reply);
+      }
+    }
+    if ('refusal' in decision) return this.send(decision.refusal);
+    tx.addRecipient(rcpt, decision.targets);
+    this.send(reply(250, '2.1.5', 'Ok'));
+  }
+
+  /** The default policy for one recipient: where it goes, or why not. */
+  private routeRecipient(given: string): { targets: Target[] } | { refusal: Reply } {
+    let address = given;
     // RFC 5321 §4.5.1: <postmaster> without a domain reaches this server's postmaster.
     if (!address.includes('@')) address = `postmaster@${this.ctx.directory.firstDomain ?? this.ctx.config.hostname}`;
     const domain = address.slice(address.lastIndexOf('@') + 1);
     const targets = this.ctx.directory.resolve(address);
-    if (!targets) return this.send(reply(550, '5.1.1', `<${rcpt.address}>: Recipient address rejected: User unknown`));
+    if (!targets) return { refusal: reply(550, '5.1.1', `<${given}>: Recipient address rejected: User unknown`) };
     const remote = targets.length === 1 && targets[0].route.kind === 'remote' && !this.ctx.directory.isLocalDomain(domain);
-    if (remote && !this.canRelay()) return this.send(reply(554, '5.7.1', `<${rcpt.address}>: Relay access denied`));
-    this.tx.addRecipient(rcpt, targets);
-    this.send(reply(250, '2.1.5', 'Ok'));
+    if (remote && !this.canRelay()) return { refusal: reply(554, '5.7.1', `<${given}>: Relay access denied`) };
+    return { targets };
   }
 
-  private async cmdVrfy(arg: string): Promise<void> {
+  /** Where a recipient the script accepted against the default policy goes. */
+  private forcedTargets(address: string): Target[] {
+    const at = address.lastIndexOf('@');
+    const domain = address.slice(at + 1).toLowerCase();
+    if (at > 0 && this.ctx.directory.isLocalDomain(domain)) {
+      return [{ address, route: { kind: 'local', mailbox: `${domain}/${safeFolderName(address.slice(0, at))}` } }];
+    }
+    return [{ address, route: { kind: 'remote' } }];
+  }
+
+  private verifyTarget(arg: string): string {
+    const name = arg.trim().replace(/^<(.*)>$/, '$1');
+    return name.includes('@') ? name : `${name}@${this.ctx.directory.firstDomain ?? this.ctx.config.hostname}`;
+  }
+
+  private cmdVrfy(arg: string): void {
     if (!arg.trim()) return this.send(reply(501, '5.5.4', 'Syntax: VRFY address'));
-    this.send(reply(252, '2.1.5', 'Cannot VRFY user, but will accept message'));
+    const current = reply(252, '2.1.5', 'Cannot VRFY user, but will accept message');
+    if (!this.hooks) return this.send(current);
+    this.send(this.hooks.verify('VRFY', this.ctx.directory.expand(this.verifyTarget(arg)), current));
   }
 
   private cmdExpn(arg: string): void {
-    const name = arg.trim().replace(/^<(.*)>$/, '$1');
-    if (!name) return this.send(reply(501, '5.5.4', 'Syntax: EXPN list'));
-    if (!this.validClient && !this.authUser) return this.send(reply(502, '5.5.1', 'EXPN not available'));
-    const address = name.includes('@') ? name : `${name}@${this.ctx.directory.firstDomain ?? this.ctx.config.hostname}`;
-    const list = this.ctx.directory.expand(address);
-    if (!list.length) return this.send(reply(550, '5.1.1', `<${name}>: unknown list or user`));
-    this.send(reply(250, '2.1.5', ...list.map((a) => `<${a}>`)));
+    if (!arg.trim()) return this.send(reply(501, '5.5.4', 'Syntax: EXPN list'));
+    const list = this.ctx.directory.expand(this.verifyTarget(arg));
+    let current: Reply;
+    if (!this.validClient && !this.authUser) current = reply(502, '5.5.1', 'EXPN not available');
+    else if (!list.length) current = reply(550, '5.1.1', `<${arg.trim()}>: unknown list or user`);
+    else current = reply(250, '2.1.5', ...list.map((a) => `<${a}>`));
+    this.send(this.hooks ? this.hooks.verify('EXPN', list, current) : current);
   }
 
   // ---- TLS and AUTH --------------------------------------------------------------------
@@ -320,6 +485,14 @@ export class Session {
       const r = reply(535, '5.7.8', 'Authentication credentials invalid');
       return this.send(this.authFailures >= MAX_AUTH_FAILURES ? { ...r, close: true } : r);
     }
+    const allowed = this.policy.allowedUsers.trim();
+    if (allowed && !allowed.split(/\s+/).some((u) => u.toLowerCase() === user.name.toLowerCase())) {
+      // S24: AllowedUsers limits who may authenticate from this address.
+      this.authFailures++;
+      this.log.warn({ user: user.name, ip: this.client.ip }, 'user not allowed to authenticate from this address');
+      const r = reply(535, '5.7.8', 'Authentication credentials invalid');
+      return this.send(this.authFailures >= MAX_AUTH_FAILURES ? { ...r, close: true } : r);
+    }
     this.authUser = user.name;
     this.log.info({ user: user.name }, 'authenticated');
     this.send(reply(235, '2.7.0', 'Authentication successful'));
@@ -338,29 +511,74 @@ export class Session {
     const refusal = this.dataRefusal();
     if (refusal) return this.send(refusal);
     if (this.tx!.writer) return this.send(reply(503, '5.5.1', 'BDAT in progress, DATA not allowed'));
+    const refused = this.dataStartHook();
+    if (refused) return this.send(refused);
     this.startMessage(true);
     this.send(reply(354, undefined, 'End data with <CR><LF>.<CR><LF>'));
+    this.scriptStep(() => this.hooks?.startMessage());
+  }
+
+  /** DoDATAStart (S17): a refusal, or header lines kept for the message. */
+  private dataStartHook(): Reply | null {
+    if (!this.hooks) return null;
+    const r = this.hooks.dataStart([...this.tx!.rcptAddresses]);
+    if (isRefusal(r.reply)) return r.reply;
+    this.tx!.extraHeaders = r.headers;
+    return null;
+  }
+
+  /** Runs a hook inside the data phase, where a stop cannot be answered until the end. */
+  private scriptStep(fn: () => void): void {
+    const tx = this.tx;
+    if (!tx || tx.scriptStopped) return;
+    try {
+      fn();
+    } catch (err) {
+      if (!(err instanceof ScriptStopped)) throw err;
+      tx.scriptStopped = true;
+    }
   }
 
   private startMessage(dotMode: boolean): void {
     const tx = this.tx!;
     const writer = tx.start();
-    writer.write([Buffer.from(tx.returnPathLine()), Buffer.from(this.received(tx))]);
-    tx.reader = new DataReader(
-      {
-        write: (bufs) => {
-          if (!writer.write(bufs)) {
-            this.io.pause();
-            writer.onDrain(() => this.io.resume());
-          }
-        },
-      },
-      dotMode,
-      this.limits.messageSize,
-      this.maxLineLength,
-    );
+    const head = [Buffer.from(tx.returnPathLine()), Buffer.from(this.received(tx))];
+    for (const h of tx.extraHeaders) head.push(Buffer.from(`${h}\r\n`));
+    writer.write(head);
+    const store = (bufs: Buffer[]): void => {
+      if (!writer.write(bufs)) {
+        this.io.pause();
+        writer.onDrain(() => this.io.resume());
+      }
+    };
+    let sink: DataSink = { write: store };
+    if (this.hooks?.wantsLines) sink = this.lineHookSink(tx, store);
+    tx.reader = new DataReader(sink, dotMode, this.maxMessageSize, this.maxLineLength);
     this.mode = dotMode ? 'data' : 'bdat';
     this.io.setPhase('data');
+  }
+
+  /** S18: every stored line through MessageLineRaw and MessageLine, which may replace or drop it. */
+  private lineHookSink(tx: Transaction, store: (bufs: Buffer[]) => void): DataSink {
+    const hooks = this.hooks!;
+    let index = 0;
+    const splitter = new LineSplitter(this.maxLineLength, (line) => {
+      const reader = tx.reader!;
+      const dotted = reader.dottedLines[0] === index;
+      if (dotted) reader.dottedLines.shift();
+      index++;
+      let out: Buffer | false | null = null;
+      this.scriptStep(() => {
+        hooks.messageLineRaw(dotted ? Buffer.concat([DOT, line]) : line);
+        out = hooks.messageLine(line);
+      });
+      if (out === false) return;
+      if (out === null) return store([line, CRLF]);
+      // A replacement may hold several lines; each is stored with CRLF.
+      const lines = (out as Buffer).toString('latin1').split(/\r?\n/);
+      store(lines.map((l) => Buffer.from(`${l}\r\n`, 'latin1')));
+    });
+    return { write: (bufs) => splitter.write(bufs) };
   }
 
   private received(tx: Transaction): string {
@@ -397,7 +615,17 @@ export class Session {
     let r: Reply;
     const logRefusal = (why: string): void =>
       this.log.info({ queueId: tx.id, from: tx.mail.address, to: tx.rcptAddresses, size: reader.size, ip: this.client.ip, outcome: 'refused', why }, 'message refused');
-    if (reader.tooBig) {
+    let scriptReply: Reply | null = null;
+    if (!reader.tooBig && !reader.longLine) this.scriptStep(() => (scriptReply = this.hooks?.endMessage() ?? null));
+    if (tx.scriptStopped) {
+      logRefusal('script stopped');
+      await tx.discard();
+      r = reply(451, '4.3.0', 'Local error in processing (script stopped)');
+    } else if (isRefusal(scriptReply)) {
+      logRefusal('EndMessage');
+      await tx.discard();
+      r = scriptReply;
+    } else if (reader.tooBig) {
       logRefusal('size');
       await tx.discard();
       r = reply(552, '5.3.4', 'Message size exceeds fixed maximum message size');
@@ -410,7 +638,7 @@ export class Session {
       try {
         await this.ctx.spool.commit(env, tx.writer!);
         this.messages++;
-        r = reply(250, '2.0.0', `Ok: queued as ${tx.id}`);
+        r = scriptReply ?? reply(250, '2.0.0', `Ok: queued as ${tx.id}`);
         this.log.info(
           { queueId: tx.id, from: env.sender, to: env.recipients.map((x) => x.address), size: env.size, ip: this.client.ip, outcome: 'queued' },
           'message queued',
@@ -447,13 +675,15 @@ export class Session {
     if (!m) return this.send({ ...reply(501, '5.5.4', 'Syntax: BDAT size [LAST]'), close: true });
     const size = Number(m[1]);
     const last = !!m[2];
-    const refusal = this.dataRefusal();
+    let refusal = this.dataRefusal();
+    if (!refusal && !this.tx!.writer) refusal = this.dataStartHook();
     this.bdatRemaining = size;
     this.bdatLast = last;
     this.bdatDiscard = refusal;
     if (!refusal && !this.tx!.writer) {
       this.tx!.bdat = true;
       this.startMessage(false);
+      this.scriptStep(() => this.hooks?.startMessage());
     }
     this.mode = 'bdat';
     if (size === 0) return this.endBdatChunk();

@@ -14,6 +14,10 @@ export class Transaction {
   writer: MessageWriter | null = null;
   reader: DataReader | null = null;
   bdat = false;
+  /** Header lines from DoDATAStart, written after our Received line. */
+  extraHeaders: string[] = [];
+  /** A per-line or StartMessage callback ran over its budget: the message gets 451 at the end. */
+  scriptStopped = false;
 
   constructor(
     private readonly spool: Spool,

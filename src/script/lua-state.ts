@@ -1,0 +1,294 @@
+import {
+  LUA_ERRMEM,
+  LUA_MULTRET,
+  LUA_OK,
+  LUA_REGISTRYINDEX,
+  T_BOOLEAN,
+  T_FUNCTION,
+  T_NIL,
+  T_NUMBER,
+  T_STRING,
+  T_TABLE,
+  type LuaVm,
+  type StateBudget,
+  type Stop,
+} from './lua-vm.js';
+import { SANDBOX_PRELUDE } from './sandbox.js';
+
+/** A value crossing between JS and Lua. Buffers become Lua strings byte for byte. */
+export type LuaValue = null | boolean | number | string | Buffer | LuaValue[] | { [key: string]: LuaValue };
+
+export type CallResult =
+  | { kind: 'ok'; values: LuaValue[] }
+  | { kind: 'absent' }
+  | { kind: 'error'; message: string }
+  | { kind: 'stopped'; stop: Stop; message: string };
+
+export interface CallBudget {
+  timeMs: number;
+  instructions: number;
+}
+
+/** Host functions a script may call (`print`, `require`, VPOP3 helpers): args in, return values out. */
+export type HostFunction = (state: LuaState, args: LuaValue[]) => LuaValue[];
+
+const MAX_DEPTH = 32;
+
+/**
+ * One sandboxed Lua state over the raw C API: protected calls with a traceback handler,
+ * multiple returns, byte-exact strings, and the per-call budgets of its VM.
+ */
+export class LuaState {
+  readonly L: number;
+  private readonly id: number;
+  readonly budget: StateBudget;
+  private tracebackRef = 0;
+  closed = false;
+  private host = new Map<string, HostFunction>();
+
+  constructor(
+    readonly vm: LuaVm,
+    memoryLimit: number,
+    readonly name: string,
+  ) {
+    const s = vm.newState(memoryLimit);
+    this.L = s.L;
+    this.id = s.id;
+    this.budget = s.budget;
+    vm.m._luaL_openlibs(this.L);
+    this.setupHostDispatch();
+    const r = this.loadAndRun(Buffer.from(SANDBOX_PRELUDE), '=sandbox', 't');
+    if (r.kind !== 'ok') throw new Error(`sandbox setup failed: ${r.kind === 'error' || r.kind === 'stopped' ? r.message : r.kind}`);
+    // The prelude leaves the traceback handler on the registry under a fixed key.
+    const m = vm.m;
+    m._lua_getfield(this.L, LUA_REGISTRYINDEX, vm.cstr('moonpost.traceback'));
+    this.tracebackRef = m._luaL_ref(this.L, LUA_REGISTRYINDEX);
+  }
+
+  private setupHostDispatch(): void {
+    this.vm.registerState(this);
+  }
+
+  /** Makes `fn` callable from Lua as the global (or dotted table path) `name`. */
+  define(name: string, fn: HostFunction): void {
+    this.host.set(name, fn);
+    const m = this.vm.m;
+    const parts = name.split('.');
+    if (parts.length === 1) {
+      this.vm.pushHostClosure(this.L, name);
+      m._lua_setglobal(this.L, this.vm.cstr(name));
+      return;
+    }
+    // A one-level table such as VPOP3.HexString.
+    if (m._lua_getglobal(this.L, this.vm.cstr(parts[0])) !== T_TABLE) {
+      m._lua_settop(this.L, -2);
+      m._lua_createtable(this.L, 0, 8);
+      m._lua_pushvalue(this.L, -1);
+      m._lua_setglobal(this.L, this.vm.cstr(parts[0]));
+    }
+    this.vm.pushHostClosure(this.L, name);
+    m._lua_setfield(this.L, -2, this.vm.cstr(parts[1]));
+    m._lua_settop(this.L, -2);
+  }
+
+  hostFunction(name: string): HostFunction | undefined {
+    return this.host.get(name);
+  }
+
+  /** Loads a chunk (text or precompiled bytecode) and runs it. */
+  loadAndRun(code: Buffer, chunkName: string, mode: 't' | 'b', budget?: CallBudget): CallResult {
+    const m = this.vm.m;
+    const L = this.L;
+    const base = m._lua_gettop(L);
+    const status = this.load(code, chunkName, mode);
+    if (status !== LUA_OK) {
+      const message = this.vm.toStr(L, -1) ?? 'load error';
+      m._lua_settop(L, base);
+      return status === LUA_ERRMEM ? { kind: 'stopped', stop: 'memory', message } : { kind: 'error', message };
+    }
+    return this.pcall(base, 0, budget);
+  }
+
+  load(code: Buffer, chunkName: string, mode: 't' | 'b'): number {
+    const m = this.vm.m;
+    const p = m._malloc(code.length + 1);
+    m.HEAPU8.set(code, p);
+    try {
+      return m._luaL_loadbufferx(this.L, p, code.length, this.vm.cstr(chunkName), this.vm.cstr(mode));
+    } finally {
+      m._free(p);
+    }
+  }
+
+  /** Is `name` a global function of the script? */
+  hasFunction(name: string): boolean {
+    const m = this.vm.m;
+    const t = m._lua_getglobal(this.L, this.vm.cstr(name));
+    m._lua_settop(this.L, -2);
+    return t === T_FUNCTION;
+  }
+
+  /** Calls the global function `name` (when it exists) with `args` under `budget`. */
+  call(name: string, args: LuaValue[], budget: CallBudget, bytes = false): CallResult {
+    const m = this.vm.m;
+    const L = this.L;
+    const base = m._lua_gettop(L);
+    if (m._lua_getglobal(L, this.vm.cstr(name)) !== T_FUNCTION) {
+      m._lua_settop(L, base);
+      return { kind: 'absent' };
+    }
+    for (const a of args) this.push(a, 0);
+    return this.pcall(base, args.length, budget, bytes);
+  }
+
+  private pcall(base: number, nargs: number, budget?: CallBudget, bytes = false): CallResult {
+    const m = this.vm.m;
+    const L = this.L;
+    // Put the traceback handler under the function and its arguments.
+    m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.tracebackRef));
+    m._lua_rotate(L, base + 1, 1);
+    const b = this.budget;
+    const prev = this.vm.running;
+    const prevState = this.vm.runningState;
+    this.vm.running = b;
+    this.vm.runningState = this;
+    b.instructions = 0;
+    b.maxInstructions = budget?.instructions ?? Infinity;
+    b.deadline = budget ? performance.now() + budget.timeMs : Infinity;
+    this.vm.armHook(L);
+    let status: number;
+    try {
+      status = m._lua_pcallk(L, nargs, LUA_MULTRET, base + 1, 0, 0);
+    } finally {
+      this.vm.running = prev;
+      this.vm.runningState = prevState;
+    }
+    if (status !== LUA_OK) {
+      const message = this.vm.toStr(L, -1) ?? (status === LUA_ERRMEM ? 'not enough memory' : 'error object is not a string');
+      m._lua_settop(L, base);
+      if (b.stopped) return { kind: 'stopped', stop: b.stopped, message };
+      if (status === LUA_ERRMEM) return { kind: 'stopped', stop: 'memory', message };
+      return { kind: 'error', message };
+    }
+    const top = m._lua_gettop(L);
+    const values: LuaValue[] = [];
+    for (let i = base + 2; i <= top; i++) values.push(this.read(i, 0, bytes));
+    m._lua_settop(L, base);
+    if (b.stopped) return { kind: 'stopped', stop: b.stopped, message: `script stopped: ${b.stopped} budget exceeded` };
+    return { kind: 'ok', values };
+  }
+
+  /** The thread push/read work on: the main state, or a coroutine calling a host function. */
+  cur = 0;
+
+  push(v: LuaValue | undefined, depth: number): void {
+    const m = this.vm.m;
+    const L = this.cur || this.L;
+    if (v === null || v === undefined) m._lua_pushnil(L);
+    else if (typeof v === 'boolean') m._lua_pushboolean(L, v ? 1 : 0);
+    else if (typeof v === 'number') {
+      if (Number.isSafeInteger(v)) m._lua_pushinteger(L, BigInt(v));
+      else m._lua_pushnumber(L, v);
+    } else if (typeof v === 'string') this.vm.pushString(L, v);
+    else if (Buffer.isBuffer(v)) this.vm.pushBytes(L, v);
+    else if (depth > MAX_DEPTH) m._lua_pushnil(L);
+    else if (Array.isArray(v)) {
+      m._lua_createtable(L, v.length, 0);
+      for (let i = 0; i < v.length; i++) {
+        this.push(v[i], depth + 1);
+        m._lua_rawseti(L, -2, BigInt(i + 1));
+      }
+    } else {
+      const keys = Object.keys(v);
+      m._lua_createtable(L, 0, keys.length);
+      for (const k of keys) {
+        this.push(v[k], depth + 1);
+        m._lua_setfield(L, -2, this.vm.cstr(k));
+      }
+    }
+  }
+
+  /** Reads the value at `idx`. Tables with keys 1..n become arrays, others objects. */
+  read(idx: number, depth: number, bytes = false): LuaValue {
+    const m = this.vm.m;
+    const L = this.cur || this.L;
+    switch (m._lua_type(L, idx)) {
+      case T_NIL:
+        return null;
+      case T_BOOLEAN:
+        return m._lua_toboolean(L, idx) !== 0;
+      case T_NUMBER:
+        return m._lua_isinteger(L, idx) ? Number(m._lua_tointegerx(L, idx, 0)) : m._lua_tonumberx(L, idx, 0);
+      case T_STRING:
+        return bytes ? this.vm.toBytes(L, idx) : this.vm.toStr(L, idx);
+      case T_TABLE:
+        return depth > MAX_DEPTH ? null : this.readTable(idx, depth);
+      default:
+        return null;
+    }
+  }
+
+  private readTable(idx: number, depth: number): LuaValue {
+    const m = this.vm.m;
+    const L = this.cur || this.L;
+    const abs = m._lua_absindex(L, idx);
+    const obj: Record<string, LuaValue> = {};
+    const arr: LuaValue[] = [];
+    let isArray = true;
+    let count = 0;
+    m._lua_pushnil(L);
+    while (m._lua_next(L, abs) !== 0) {
+      if (++count > 100000) {
+        m._lua_settop(L, -3);
+        break;
+      }
+      const kt = m._lua_type(L, -2);
+      const value = this.read(-1, depth + 1);
+      if (kt === T_NUMBER && m._lua_isinteger(L, -2)) {
+        const k = Number(m._lua_tointegerx(L, -2, 0));
+        if (k >= 1) arr[k - 1] = value;
+        obj[String(k)] = value;
+      } else if (kt === T_STRING) {
+        isArray = false;
+        // lua_tolstring on a key would confuse lua_next only for non-strings; this is a string.
+        obj[this.vm.toStr(L, -2) ?? ''] = value;
+      } else if (kt === T_BOOLEAN) {
+        isArray = false;
+        obj[String(m._lua_toboolean(L, -2) !== 0)] = value;
+      } else isArray = false;
+      m._lua_settop(L, -2);
+    }
+    if (isArray && arr.length > 0) {
+      for (let i = 0; i < arr.length; i++) if (arr[i] === undefined) arr[i] = null;
+      return arr;
+    }
+    return obj;
+  }
+
+  /** Reads a global as a JS value (after a callback, for IN/OUT globals). */
+  getGlobal(name: string): LuaValue {
+    const m = this.vm.m;
+    m._lua_getglobal(this.L, this.vm.cstr(name));
+    const v = this.read(-1, 0);
+    m._lua_settop(this.L, -2);
+    return v;
+  }
+
+  setGlobal(name: string, v: LuaValue): void {
+    this.push(v, 0);
+    this.vm.m._lua_setglobal(this.L, this.vm.cstr(name));
+  }
+
+  /** Bytes of memory the state holds now. */
+  get memoryUsed(): number {
+    return this.budget.memoryUsed;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.vm.unregisterState(this);
+    this.vm.closeState(this.L, this.id);
+  }
+}
+

@@ -1,0 +1,138 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { SessionFacts, SessionHooks, SessionPolicy } from '../smtp/hooks.js';
+import { LuaVm } from './lua-vm.js';
+import { LuaState, type CallBudget, type LuaValue } from './lua-state.js';
+import { ScriptStore, findCaseInsensitive } from './script-store.js';
+import { ScriptHooks } from './smtpsvr-hooks.js';
+import { ScriptMetrics } from './metrics.js';
+import { readFileSync } from 'node:fs';
+import type { CompiledScript } from './compile.js';
+
+/** States per WebAssembly instance before a fresh one is opened, so memory can be given back. */
+const STATES_PER_VM = 5000;
+
+/** `require("name")` in Lua, backed by a host function that reads `name.lua` (S1). */
+const REQUIRE_SHIM = `
+do
+  local source = __moonpost_source
+  __moonpost_source = nil
+  local loaded = {}
+  require = function(name)
+    if type(name) ~= 'string' then error('require expects a module name', 2) end
+    if loaded[name] ~= nil then return loaded[name] end
+    local text = source(name)
+    local chunk, err = load(text, '@' .. name .. '.lua', 't')
+    if not chunk then error(err, 2) end
+    local r = chunk(name)
+    if r == nil then r = true end
+    loaded[name] = r
+    return r
+  end
+end
+`;
+
+/**
+ * The script host: one Lua VM (renewed every few thousand states), the SMTPSVR.LUA store,
+ * budgets from the configuration, and per-hook metrics. Each SMTP session gets a fresh state
+ * of the script version current when it was accepted (S2).
+ */
+export class ScriptHost {
+  private vm: LuaVm | null = null;
+  private nextVm: Promise<LuaVm> | null = null;
+  smtpsvr: ScriptStore | null = null;
+  readonly metrics = new ScriptMetrics();
+  readonly budget: CallBudget;
+  private readonly memoryLimit: number;
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+  ) {
+    const s = config.scripts;
+    this.budget = { timeMs: s.timeMs, instructions: s.instructions || Infinity };
+    this.memoryLimit = s.memoryMB * 1024 * 1024;
+  }
+
+  get dir(): string {
+    return this.config.scripts.dir!;
+  }
+
+  async start(): Promise<void> {
+    this.vm = await LuaVm.create();
+    this.smtpsvr = new ScriptStore(this.dir, 'SMTPSVR.LUA', this.vm, this.log.child({ part: 'scripts' }));
+    await this.smtpsvr.start();
+  }
+
+  stop(): void {
+    this.smtpsvr?.stop();
+  }
+
+  /** Re-reads the scripts (SIGHUP). */
+  reload(): Promise<void> {
+    return this.smtpsvr?.reload() ?? Promise.resolve();
+  }
+
+  private currentVm(): LuaVm {
+    const vm = this.vm!;
+    if (vm.statesCreated >= STATES_PER_VM && !this.nextVm) {
+      this.nextVm = LuaVm.create().then((fresh) => {
+        this.vm = fresh;
+        this.nextVm = null;
+        return fresh;
+      });
+    }
+    return vm;
+  }
+
+  /** A fresh state with the sandbox, `print`, `require` and the script loaded and run. */
+  newState(script: CompiledScript, log: Logger): LuaState | null {
+    let state: LuaState;
+    try {
+      state = new LuaState(this.currentVm(), this.memoryLimit, script.chunkName);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'cannot create a Lua state');
+      return null;
+    }
+    const scriptName = script.chunkName.slice(1);
+    state.define('print', (_s, args) => {
+      log.info({ script: scriptName, out: args.map(luaToText).join('\t') }, 'script print');
+      return [];
+    });
+    state.define('__moonpost_source', (_s, args) => [this.moduleSource(String(args[0] ?? ''))]);
+    const shim = state.loadAndRun(Buffer.from(REQUIRE_SHIM), '=require', 't');
+    const main = shim.kind === 'ok' ? state.loadAndRun(script.bytecode, script.chunkName, 'b', this.budget) : shim;
+    if (main.kind !== 'ok') {
+      const message = main.kind === 'absent' ? 'no main chunk' : main.message;
+      this.metrics.record('(main chunk)', main.kind === 'stopped' ? 'stopped' : 'error', 0);
+      log.warn({ script: scriptName, err: message }, 'script failed to start; running without it');
+      state.close();
+      return null;
+    }
+    return state;
+  }
+
+  private moduleSource(name: string): string {
+    if (!/^[A-Za-z0-9_.-]+$/.test(name) || name.includes('..')) throw new Error(`bad module name "${name}"`);
+    const path = findCaseInsensitive(this.dir, `${name}.lua`);
+    if (!path) throw new Error(`module '${name}' not found in the scripts folder`);
+    return readFileSync(path, 'latin1');
+  }
+
+  /** SMTPSVR.LUA hooks for a new session, or null when there is no script. */
+  sessionHooks(policy: SessionPolicy, facts: () => SessionFacts, log: Logger): SessionHooks | null {
+    const script = this.smtpsvr?.current;
+    if (!script) return null;
+    const state = this.newState(script, log);
+    if (!state) return null;
+    return new ScriptHooks(state, policy, facts, this.budget, log, this.metrics);
+  }
+}
+
+function luaToText(v: LuaValue): string {
+  if (v === null) return 'nil';
+  if (Buffer.isBuffer(v)) return v.toString('latin1');
+  if (typeof v === 'object') return Array.isArray(v) ? `table(${v.length})` : 'table';
+  return String(v);
+}
+

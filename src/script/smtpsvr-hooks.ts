@@ -1,0 +1,263 @@
+import type { Logger } from 'pino';
+import { parseReplyText, type Reply } from '../smtp/reply.js';
+import { ScriptStopped, type SessionFacts, type SessionHooks, type SessionPolicy } from '../smtp/hooks.js';
+import type { CallBudget, CallResult, LuaState, LuaValue } from './lua-state.js';
+import type { ScriptMetrics } from './metrics.js';
+
+/** S6: the number 0 is false, any other number true. */
+export function luaBool(v: LuaValue): boolean {
+  if (typeof v === 'number') return v !== 0;
+  return v !== null && v !== false;
+}
+
+const luaNumber = (v: LuaValue, fallback: number): number => (typeof v === 'number' && Number.isFinite(v) ? v : fallback);
+
+/** IN/OUT globals and the policy field each one drives (S24, S25). */
+const POLICY_GLOBALS: [string, keyof SessionPolicy][] = [
+  ['ValidClientAddress', 'validClient'],
+  ['LocalClientAddress', 'localClient'],
+  ['AuthenticationRequired', 'authRequired'],
+  ['AllowedUsers', 'allowedUsers'],
+  ['ForceDisconnect', 'forceDisconnect'],
+  ['UseBATV', 'useBATV'],
+  ['MaxRecipientsPerLocalMessage', 'maxRecipientsLocal'],
+  ['MaxRecipientsPerIncomingMessage', 'maxRecipientsIncoming'],
+  ['MaxMessagesPerLocalSession', 'maxMessagesLocal'],
+  ['MaxLineLength', 'maxLineLength'],
+  ['AddUserAddresses', 'addUserAddresses'],
+];
+
+const LINE_HOOKS = ['MessageLineRaw', 'MessageLine'];
+
+/**
+ * SMTPSVR.LUA driving one session: sets the globals before each callback, reads the IN/OUT
+ * ones back into the session's policy afterwards, and turns the script's return values into
+ * replies (S5). A runtime error is logged and ignored; a budget stop switches the script off
+ * for the session and throws ScriptStopped so the session answers 451 (S4).
+ */
+export class ScriptHooks implements SessionHooks {
+  private off = false;
+  readonly wantsLines: boolean;
+  private readonly defined: Set<string>;
+  /** Last values pushed for each global, so only changes cost a push. */
+  private readonly pushed = new Map<string, LuaValue>();
+  /** Hook calls made so far, in order: the script test bench prints them. */
+  trace: ((entry: { hook: string; args: LuaValue[]; result: CallResult }) => void) | null = null;
+
+  constructor(
+    private readonly state: LuaState,
+    private readonly policy: SessionPolicy,
+    private readonly facts: () => SessionFacts,
+    private readonly budget: CallBudget,
+    private readonly log: Logger,
+    private readonly metrics: ScriptMetrics,
+  ) {
+    this.defined = new Set(
+      [
+        'Start', 'RBLResults', 'GetMaxMessageSize', 'GetEHLOCapabilities', 'DoHELO', 'DoHELP', 'DoQUIT', 'DoNOOP', 'DoRSET',
+        'DoVRFY', 'DoEXPN', 'DoMAILFROM', 'DoRCPTTO', 'DoDATAStart', 'DoUnrecognised', 'StartMessage', 'MessageLineRaw',
+        'MessageLine', 'EndMessage', 'CheckRecipients', 'ProcessMessage', 'MonitorBcc', 'LogRecipients', 'LogRecipientsBlocked', 'End',
+      ].filter((n) => state.hasFunction(n)),
+    );
+    this.wantsLines = LINE_HOOKS.some((h) => this.defined.has(h));
+  }
+
+  has(hook: string): boolean {
+    return !this.off && this.defined.has(hook);
+  }
+
+  private setGlobals(): void {
+    const f = this.facts();
+    const p = this.policy;
+    const values: [string, LuaValue][] = [
+      ['IPAddress', f.ip],
+      ['AuthenticatedUser', f.authUser],
+      ['SMTPAuthenticatedUser', f.authUser],
+      ['ServerID', f.serviceId],
+      ['ServerName', f.serviceName],
+      ['Encryption', f.tls !== ''],
+      ['EncryptionDetails', f.tls],
+      ['HeloName', f.helo],
+      ['MailFrom', f.mailFrom],
+      ['SessionID', f.sessionId],
+    ];
+    for (const [g, k] of POLICY_GLOBALS) values.push([g, p[k]]);
+    for (const [name, v] of values) {
+      if (this.pushed.get(name) === v && this.pushed.has(name)) continue;
+      this.state.setGlobal(name, v);
+      this.pushed.set(name, v);
+    }
+  }
+
+  private readBack(): void {
+    const p = this.policy as unknown as Record<string, LuaValue>;
+    for (const [g, k] of POLICY_GLOBALS) {
+      const v = this.state.getGlobal(g);
+      const old = p[k];
+      let next: LuaValue;
+      if (typeof old === 'boolean') next = luaBool(v);
+      else if (typeof old === 'number') next = Math.max(0, Math.floor(luaNumber(v, old as number)));
+      else next = typeof v === 'string' ? v : old;
+      if (next !== old) {
+        p[k] = next;
+        this.pushed.set(g, next);
+      }
+    }
+  }
+
+  /** Runs one callback; null when it is absent, failed, or the script is off. */
+  private call(hook: string, args: LuaValue[], bytes = false): LuaValue[] | null {
+    if (!this.has(hook)) return null;
+    this.setGlobals();
+    const t0 = performance.now();
+    const r = this.state.call(hook, args, this.budget, bytes);
+    this.metrics.record(hook, r.kind, performance.now() - t0);
+    this.trace?.({ hook, args, result: r });
+    if (r.kind === 'ok') {
+      this.readBack();
+      return r.values;
+    }
+    if (r.kind === 'absent') return null;
+    if (r.kind === 'stopped') {
+      this.off = true;
+      this.log.warn({ hook, stop: r.stop, err: r.message }, 'script stopped; switched off for this session');
+      throw new ScriptStopped(hook, r.message);
+    }
+    this.log.warn({ hook, err: r.message }, 'script error');
+    return null;
+  }
+
+  /** S5: "" or nil is the default; a string without a valid code is logged and ignored. */
+  private toReply(hook: string, v: LuaValue | undefined): Reply | null {
+    if (v === null || v === undefined || v === '') return null;
+    const text = typeof v === 'number' ? String(v) : typeof v === 'string' ? v : null;
+    const r = text === null ? null : parseReplyText(text);
+    if (!r) this.log.warn({ hook, value: String(v).slice(0, 200) }, 'script returned a reply without a valid SMTP code; using the default');
+    return r;
+  }
+
+  private params(v: LuaValue | undefined, fallback: Record<string, string>): Record<string, string> {
+    if (!v || typeof v !== 'object' || Array.isArray(v) || Buffer.isBuffer(v)) return fallback;
+    const out: Record<string, string> = {};
+    for (const [k, val] of Object.entries(v)) {
+      if (typeof val === 'string' || typeof val === 'number') out[k.toUpperCase()] = String(val);
+      else if (val === true) out[k.toUpperCase()] = '';
+    }
+    return out;
+  }
+
+  start(): Reply | null {
+    const r = this.call('Start', []);
+    return r ? this.toReply('Start', r[0]) : null;
+  }
+
+  rblResults(): Reply | null {
+    const r = this.call('RBLResults', []);
+    return r ? this.toReply('RBLResults', r[0]) : null;
+  }
+
+  maxMessageSize(host: string, current: number): number {
+    const r = this.call('GetMaxMessageSize', [host, current]);
+    const v = r?.[0];
+    return typeof v === 'number' && v >= 0 ? Math.floor(v) : current;
+  }
+
+  ehloCapabilities(host: string, caps: string[]): string[] {
+    const r = this.call('GetEHLOCapabilities', [host, caps.join('\r\n')]);
+    const v = r?.[0];
+    if (typeof v !== 'string') return caps;
+    return v
+      .split(/\r?\n/)
+      .map((l) => l.replace(/^250[ -]/, '').trim())
+      .filter(Boolean);
+  }
+
+  helo(host: string, refuse: boolean, ehlo: boolean): { refuse: boolean; reply: Reply | null } {
+    const r = this.call('DoHELO', [host, refuse, ehlo]);
+    if (!r) return { refuse, reply: null };
+    return { refuse: r.length ? luaBool(r[0]) : refuse, reply: this.toReply('DoHELO', r[1]) };
+  }
+
+  help(lines: string[]): string[] {
+    const r = this.call('DoHELP', [lines.join('\r\n')]);
+    const v = r?.[0];
+    if (typeof v !== 'string' || v === '') return lines;
+    return v.split(/\r?\n/).filter((l, i, a) => l !== '' || i < a.length - 1);
+  }
+
+  simple(command: 'QUIT' | 'NOOP' | 'RSET'): Reply | null {
+    const hook = `Do${command}`;
+    const r = this.call(hook, []);
+    return r ? this.toReply(hook, r[0]) : null;
+  }
+
+  verify(command: 'VRFY' | 'EXPN', recipients: string[], current: Reply): Reply {
+    const hook = `Do${command}`;
+    const currentText = current.lines.map((l, i) => `${current.code}${i === current.lines.length - 1 ? ' ' : '-'}${current.enhanced ? `${current.enhanced} ` : ''}${l}`).join('\r\n');
+    const r = this.call(hook, [recipients, currentText]);
+    return (r && this.toReply(hook, r[0])) ?? current;
+  }
+
+  mailFrom(data: string, address: string, params: Record<string, string>, spf: string, authSender: string) {
+    const r = this.call('DoMAILFROM', [data, address, params, spf, authSender]);
+    if (!r) return { params, reply: null };
+    return { params: this.params(r[0], params), reply: this.toReply('DoMAILFROM', r[1]) };
+  }
+
+  rcptTo(data: string, address: string, params: Record<string, string>, recipients: string[]) {
+    const r = this.call('DoRCPTTO', [data, address, params, recipients]);
+    if (!r) return { params, reply: null };
+    return { params: this.params(r[0], params), reply: this.toReply('DoRCPTTO', r[1]) };
+  }
+
+  dataStart(recipients: string[]): { reply: Reply | null; headers: string[] } {
+    const r = this.call('DoDATAStart', [recipients]);
+    if (!r) return { reply: null, headers: [] };
+    const h = r[1];
+    let headers: string[] = [];
+    if (typeof h === 'string') headers = h.split(/\r?\n/);
+    else if (Array.isArray(h)) headers = h.filter((x): x is string => typeof x === 'string').flatMap((x) => x.split(/\r?\n/));
+    // A header line may not be empty (it would end the header) or carry control characters.
+    headers = headers.map((x) => x.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, '')).filter((x) => x.trim() !== '');
+    return { reply: this.toReply('DoDATAStart', r[0]), headers };
+  }
+
+  unrecognised(line: string): Reply | null {
+    const r = this.call('DoUnrecognised', [line]);
+    return r ? this.toReply('DoUnrecognised', r[0]) : null;
+  }
+
+  startMessage(): void {
+    this.call('StartMessage', []);
+  }
+
+  messageLineRaw(line: Buffer): void {
+    this.call('MessageLineRaw', [line]);
+  }
+
+  messageLine(line: Buffer): Buffer | false | null {
+    const r = this.call('MessageLine', [line], true);
+    if (!r || r.length === 0 || r[0] === null) return null;
+    const v = r[0];
+    if (v === false) return false;
+    if (Buffer.isBuffer(v)) return v;
+    if (typeof v === 'number') return Buffer.from(String(v));
+    return null;
+  }
+
+  endMessage(): Reply | null {
+    const r = this.call('EndMessage', []);
+    return r ? this.toReply('EndMessage', r[0]) : null;
+  }
+
+  /** End() once, then the state is released. */
+  end(): void {
+    try {
+      this.call('End', []);
+    } catch {
+      /* a runaway End has nothing left to answer */
+    } finally {
+      this.state.close();
+    }
+  }
+}

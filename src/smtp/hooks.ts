@@ -1,0 +1,72 @@
+import type { Reply } from './reply.js';
+
+/**
+ * The session's policy values that scripts read and may change (VPOP3's IN/OUT globals,
+ * S24/S25). The session enforces whatever is here at the moment of each check.
+ */
+export interface SessionPolicy {
+  validClient: boolean;
+  localClient: boolean;
+  authRequired: boolean;
+  /** Space-separated user names allowed to AUTH from this address; "" = anyone. */
+  allowedUsers: string;
+  forceDisconnect: boolean;
+  useBATV: boolean;
+  maxRecipientsLocal: number;
+  maxRecipientsIncoming: number;
+  maxMessagesLocal: number;
+  maxLineLength: number;
+  addUserAddresses: boolean;
+}
+
+/** Read-only facts about the session handed to every callback (S7). */
+export interface SessionFacts {
+  ip: string;
+  sessionId: string;
+  serviceId: number;
+  serviceName: string;
+  authUser: string;
+  tls: string;
+  helo: string;
+  mailFrom: string;
+}
+
+/** Thrown by a hook whose script ran over its budget (S4): the session answers 451 / 421. */
+export class ScriptStopped extends Error {
+  constructor(
+    readonly hook: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ScriptStopped';
+  }
+}
+
+/**
+ * The SMTPSVR.LUA callbacks as the session sees them. Every method answers "no opinion"
+ * (null / the value passed in) when the script lacks the callback or it failed (S3, S4).
+ */
+export interface SessionHooks {
+  /** Start(): a replacement greeting. */
+  start(): Reply | null;
+  /** RBLResults(): a replacement greeting after the RBL checks. */
+  rblResults(): Reply | null;
+  maxMessageSize(host: string, current: number): number;
+  ehloCapabilities(host: string, caps: string[]): string[];
+  helo(host: string, refuse: boolean, ehlo: boolean): { refuse: boolean; reply: Reply | null };
+  help(lines: string[]): string[];
+  simple(command: 'QUIT' | 'NOOP' | 'RSET'): Reply | null;
+  verify(command: 'VRFY' | 'EXPN', recipients: string[], current: Reply): Reply;
+  mailFrom(data: string, address: string, params: Record<string, string>, spf: string, authSender: string): { params: Record<string, string>; reply: Reply | null };
+  rcptTo(data: string, address: string, params: Record<string, string>, recipients: string[]): { params: Record<string, string>; reply: Reply | null };
+  dataStart(recipients: string[]): { reply: Reply | null; headers: string[] };
+  unrecognised(line: string): Reply | null;
+  startMessage(): void;
+  /** True when MessageLineRaw or MessageLine exists: the data path then works line by line. */
+  readonly wantsLines: boolean;
+  messageLineRaw(line: Buffer): void;
+  /** MessageLine(): null keeps the line, false drops it, a buffer replaces it (may hold CRLFs). */
+  messageLine(line: Buffer): Buffer | false | null;
+  endMessage(): Reply | null;
+  end(): void;
+}
