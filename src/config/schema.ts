@@ -34,6 +34,8 @@ export const serviceSchema = z.strictObject({
   authWithoutTls: z.boolean().default(false),
   proxyProtocol: z.boolean().default(false),
   proxyTrusted: z.array(cidr).default(['127.0.0.1/32', '::1/128']),
+  /** Check SPF for MAIL FROM (S15) and add a Received-SPF header. */
+  spf: z.boolean().default(false),
 });
 
 const domainSchema = z.union([
@@ -84,6 +86,38 @@ export const configSchema = z.strictObject({
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  dns: z
+    .strictObject({
+      /** Resolvers as `ip` or `ip:port` (a test zone on 127.0.0.1, a local cache); empty = the system's. */
+      servers: z.array(z.string().min(1)).default([]),
+      timeoutMs: z.number().int().positive().default(5000),
+      tries: z.number().int().min(1).default(2),
+    })
+    .prefault({}),
+  rbl: z
+    .strictObject({
+      /** Initial CheckRBL; a script may change it in Start (S20). */
+      enabled: z.boolean().default(false),
+      /** DNSBL zones (RBLServers). */
+      servers: z.array(domainName).default([]),
+      /** Client addresses never looked up, with * and ? wildcards (RBLWhitelist). */
+      whitelist: z.array(z.string().min(1)).default([]),
+      checkAll: z.boolean().default(false),
+      /** One deadline for all lookups of a connection. */
+      deadlineMs: z.number().int().positive().default(5000),
+      /** Reply for each RCPT of a listed client (RBLRejectMessage); "" = accept. */
+      rejectMessage: z.string().default('550 5.7.1 Client host blocked by a DNS blocklist'),
+    })
+    .prefault({}),
+  batv: z
+    .strictObject({
+      /** Initial UseBATV. */
+      enabled: z.boolean().default(false),
+      /** Signing keys; the highest id signs, all verify. */
+      keys: z.array(z.strictObject({ id: z.number().int().min(0).max(9), secret })).default([]),
+      validDays: z.number().int().min(1).max(999).default(7),
     })
     .prefault({}),
   scripts: z

@@ -1,3 +1,4 @@
+import { domainToASCII } from 'node:url';
 import type { Config } from '../config/schema.js';
 import { resolveSecret } from '../config/load.js';
 
@@ -26,9 +27,16 @@ export function safeFolderName(localPart: string): string {
   return s || '%';
 }
 
+/** Lower case, and IDNs in their ASCII (punycode) form, so every spelling finds one domain. */
+export function canonicalDomain(domain: string): string {
+  const d = domain.toLowerCase();
+  if (!/[^\x00-\x7f]/.test(d)) return d;
+  return domainToASCII(d) || d;
+}
+
 function splitAddress(address: string): [string, string] {
   const at = address.lastIndexOf('@');
-  return [address.slice(0, at), address.slice(at + 1).toLowerCase()];
+  return [address.slice(0, at), canonicalDomain(address.slice(at + 1))];
 }
 
 function normalizeAddress(address: string): string {
@@ -44,7 +52,7 @@ export class Directory {
   private readonly aliases = new Map<string, string[]>();
 
   constructor(config: Pick<Config, 'domains' | 'users' | 'aliases'>) {
-    for (const d of config.domains) this.domains.set(d.name, { catchAll: d.catchAll });
+    for (const d of config.domains) this.domains.set(canonicalDomain(d.name), { catchAll: d.catchAll });
     for (const u of config.users) {
       const first = u.addresses[0];
       const mailbox = first ? `${splitAddress(first)[1]}/${safeFolderName(splitAddress(first)[0])}` : `users/${safeFolderName(u.name)}`;
@@ -56,7 +64,7 @@ export class Directory {
   }
 
   isLocalDomain(domain: string): boolean {
-    return this.domains.has(domain.toLowerCase());
+    return this.domains.has(canonicalDomain(domain));
   }
 
   get firstDomain(): string | undefined {
