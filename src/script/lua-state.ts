@@ -3,6 +3,7 @@ import {
   LUA_MULTRET,
   LUA_OK,
   LUA_REGISTRYINDEX,
+  LUA_RIDX_GLOBALS,
   T_BOOLEAN,
   T_FUNCTION,
   T_NIL,
@@ -122,10 +123,25 @@ export class LuaState {
 
   /** Is `name` a global function of the script? */
   hasFunction(name: string): boolean {
-    const m = this.vm.m;
-    const t = m._lua_getglobal(this.L, this.vm.cstr(name));
-    m._lua_settop(this.L, -2);
+    const t = this.rawGetGlobal(name);
+    this.vm.m._lua_settop(this.L, -2);
     return t === T_FUNCTION;
+  }
+
+  /**
+   * Pushes global `name` and returns its type. Raw, like setGlobal: a metatable the script
+   * put on _G must never run outside a protected, budgeted call, where an error would abort
+   * the whole VM and a loop would stall the process.
+   */
+  private rawGetGlobal(name: string): number {
+    const m = this.vm.m;
+    const L = this.L;
+    m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(LUA_RIDX_GLOBALS));
+    this.vm.pushString(L, name);
+    const t = m._lua_rawget(L, -2);
+    m._lua_rotate(L, -2, 1);
+    m._lua_settop(L, -2);
+    return t;
   }
 
   /** Calls the global function `name` (when it exists) with `args` under `budget`. */
@@ -133,7 +149,7 @@ export class LuaState {
     const m = this.vm.m;
     const L = this.L;
     const base = m._lua_gettop(L);
-    if (m._lua_getglobal(L, this.vm.cstr(name)) !== T_FUNCTION) {
+    if (this.rawGetGlobal(name) !== T_FUNCTION) {
       m._lua_settop(L, base);
       return { kind: 'absent' };
     }
@@ -267,16 +283,21 @@ export class LuaState {
 
   /** Reads a global as a JS value (after a callback, for IN/OUT globals). */
   getGlobal(name: string): LuaValue {
-    const m = this.vm.m;
-    m._lua_getglobal(this.L, this.vm.cstr(name));
+    this.rawGetGlobal(name);
     const v = this.read(-1, 0);
-    m._lua_settop(this.L, -2);
+    this.vm.m._lua_settop(this.L, -2);
     return v;
   }
 
+  /** Sets a global without metamethods (see rawGetGlobal). */
   setGlobal(name: string, v: LuaValue): void {
+    const m = this.vm.m;
+    const L = this.L;
+    m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(LUA_RIDX_GLOBALS));
+    this.vm.pushString(L, name);
     this.push(v, 0);
-    this.vm.m._lua_setglobal(this.L, this.vm.cstr(name));
+    m._lua_rawset(L, -3);
+    m._lua_settop(L, -2);
   }
 
   /** Bytes of memory the state holds now. */

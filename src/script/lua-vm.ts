@@ -13,6 +13,8 @@ export const LUA_ERRMEM = 4;
 export const LUA_ERRERR = 5;
 export const LUA_MULTRET = -1;
 export const LUA_REGISTRYINDEX = -1000000 - 1000;
+/** The registry slot of the globals table (Lua 5.4 lua.h). */
+export const LUA_RIDX_GLOBALS = 2;
 export const LUA_MASKCOUNT = 1 << 3;
 
 export const T_NIL = 0;
@@ -75,7 +77,10 @@ export class LuaVm {
       }
       // With a null block, osize is a type tag, not a size (Lua 5.4 manual §4.6).
       const delta = ptr ? nsize - osize : nsize;
-      if (b && delta > 0 && b.memoryUsed + delta > b.memoryLimit) {
+      // The cap binds the script's own calls only. The host's pushes of globals and arguments
+      // (bounded by the SMTP limits) run unprotected, where a failed allocation would abort
+      // the whole VM instead of raising a catchable error.
+      if (b && delta > 0 && b.memoryUsed + delta > b.memoryLimit && this.running === b) {
         if (!b.stopped) b.stopped = 'memory';
         return 0;
       }

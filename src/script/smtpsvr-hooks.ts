@@ -39,7 +39,7 @@ export class ScriptHooks implements SessionHooks {
   private off = false;
   readonly wantsLines: boolean;
   private readonly defined: Set<string>;
-  /** Last values pushed for each global, so only changes cost a push. */
+  /** Last values of the IN/OUT globals pushed (or read back unchanged), so only changes cost a push. */
   private readonly pushed = new Map<string, LuaValue>();
   /** Hook calls made so far, in order: the script test bench prints them. */
   trace: ((entry: { hook: string; args: LuaValue[]; result: CallResult }) => void) | null = null;
@@ -69,7 +69,9 @@ export class ScriptHooks implements SessionHooks {
   private setGlobals(): void {
     const f = this.facts();
     const p = this.policy;
-    const values: [string, LuaValue][] = [
+    // IN globals are pushed before every callback, so a script's own write to one never
+    // outlives the callback that made it (S7).
+    const facts: [string, LuaValue][] = [
       ['IPAddress', f.ip],
       ['AuthenticatedUser', f.authUser],
       ['SMTPAuthenticatedUser', f.authUser],
@@ -81,11 +83,13 @@ export class ScriptHooks implements SessionHooks {
       ['MailFrom', f.mailFrom],
       ['SessionID', f.sessionId],
     ];
-    for (const [g, k] of POLICY_GLOBALS) values.push([g, p[k]]);
-    for (const [name, v] of values) {
-      if (this.pushed.get(name) === v && this.pushed.has(name)) continue;
-      this.state.setGlobal(name, v);
-      this.pushed.set(name, v);
+    for (const [name, v] of facts) this.state.setGlobal(name, v);
+    // IN/OUT globals only when they differ from what the script holds (see readBack).
+    for (const [g, k] of POLICY_GLOBALS) {
+      const v = p[k];
+      if (this.pushed.get(g) === v && this.pushed.has(g)) continue;
+      this.state.setGlobal(g, v);
+      this.pushed.set(g, v);
     }
   }
 
@@ -98,10 +102,11 @@ export class ScriptHooks implements SessionHooks {
       if (typeof old === 'boolean') next = luaBool(v);
       else if (typeof old === 'number') next = Math.max(0, Math.floor(luaNumber(v, old as number)));
       else next = typeof v === 'string' ? v : old;
-      if (next !== old) {
-        p[k] = next;
-        this.pushed.set(g, next);
-      }
+      if (next !== old) p[k] = next;
+      // What the script holds is the policy value only when it wrote it in that form (1 is
+      // true, -5 is 0, a string in a number is ignored); otherwise push the value next time.
+      if (v === next) this.pushed.set(g, next);
+      else this.pushed.delete(g);
     }
   }
 
@@ -118,6 +123,8 @@ export class ScriptHooks implements SessionHooks {
       return r.values;
     }
     if (r.kind === 'absent') return null;
+    // A failed callback counts as absent: whatever it wrote to the globals is overwritten.
+    this.pushed.clear();
     if (r.kind === 'stopped') {
       this.off = true;
       this.log.warn({ hook, stop: r.stop, err: r.message }, 'script stopped; switched off for this session');

@@ -237,8 +237,9 @@ export class Connection implements SessionIO {
       this.discardingLongLine = false;
       return;
     }
-    if (lf - start > max) return s.lineTooLong();
     const end = lf > start && buf[lf - 1] === 13 ? lf - 1 : lf;
+    // The limit counts the octets of the line without its CRLF, as for message lines.
+    if (end - start > s.maxLineLength) return s.lineTooLong();
     return s.command(buf.toString('utf8', start, end));
   }
 

@@ -24,6 +24,8 @@ const MAX_AUTH_FAILURES = 3;
 const CRLF = Buffer.from('\r\n');
 const DOT = Buffer.from('.');
 const isRefusal = (r: Reply | null): r is Reply => !!r && r.code >= 400;
+/** S4: what the command gets when its callback ran over its budget. */
+const scriptStoppedReply = (): Reply => reply(451, '4.3.0', 'Local error in processing (script stopped)');
 
 let sessionSeq = 0;
 
@@ -217,7 +219,7 @@ export class Session {
   /** S4: a callback over its budget costs the current command a 451. */
   private scriptFailure(err: unknown): void {
     if (!(err instanceof ScriptStopped)) throw err;
-    this.send(reply(451, '4.3.0', 'Local error in processing (script stopped)'));
+    this.send(scriptStoppedReply());
   }
 
   private dispatch(line: string): Promise<void> | void {
@@ -521,7 +523,14 @@ export class Session {
   /** DoDATAStart (S17): a refusal, or header lines kept for the message. */
   private dataStartHook(): Reply | null {
     if (!this.hooks) return null;
-    const r = this.hooks.dataStart([...this.tx!.rcptAddresses]);
+    let r: { reply: Reply | null; headers: string[] };
+    try {
+      r = this.hooks.dataStart([...this.tx!.rcptAddresses]);
+    } catch (err) {
+      // A stop is a refusal like any other, so that BDAT still reads its chunk as data.
+      if (!(err instanceof ScriptStopped)) throw err;
+      return scriptStoppedReply();
+    }
     if (isRefusal(r.reply)) return r.reply;
     this.tx!.extraHeaders = r.headers;
     return null;
@@ -611,16 +620,17 @@ export class Session {
     const tx = this.tx!;
     const reader = tx.reader!;
     reader.finish();
+    let scriptReply: Reply | null = null;
+    // While the transaction is still the session's, so that MailFrom is its sender (S7).
+    if (!reader.tooBig && !reader.longLine) this.scriptStep(() => (scriptReply = this.hooks?.endMessage() ?? null));
     this.tx = null;
     let r: Reply;
     const logRefusal = (why: string): void =>
       this.log.info({ queueId: tx.id, from: tx.mail.address, to: tx.rcptAddresses, size: reader.size, ip: this.client.ip, outcome: 'refused', why }, 'message refused');
-    let scriptReply: Reply | null = null;
-    if (!reader.tooBig && !reader.longLine) this.scriptStep(() => (scriptReply = this.hooks?.endMessage() ?? null));
     if (tx.scriptStopped) {
       logRefusal('script stopped');
       await tx.discard();
-      r = reply(451, '4.3.0', 'Local error in processing (script stopped)');
+      r = scriptStoppedReply();
     } else if (isRefusal(scriptReply)) {
       logRefusal('EndMessage');
       await tx.discard();

@@ -56,6 +56,7 @@ test('a minimal config gets every default', () => {
     authWithoutTls: false,
     proxyProtocol: false,
     proxyTrusted: ['127.0.0.1/32', '::1/128'],
+    spf: false,
   });
   assert.deepEqual(c.relay, { networks: ['127.0.0.1/32', '::1/128'], mode: 'either' });
   assert.equal(c.limits.messageSize, 25 * 1024 * 1024);
