@@ -11,6 +11,7 @@ import { ConnectionLimiter, Listener } from './smtp/listener.js';
 import { DirSyncers } from './util/fsync.js';
 import { createLogger } from './log.js';
 import { ScriptHost } from './script/script-host.js';
+import { policyServices } from './policy/services.js';
 
 export interface BoundService {
   id: number;
@@ -56,6 +57,7 @@ export class MoonpostServer {
     const limits = this.config.limits;
     const limiter = new ConnectionLimiter(limits.connections, limits.connectionsPerIp);
     const relayNetworks = new NetworkList(this.config.relay.networks);
+    const shared = policyServices(this.config);
     for (const service of this.config.services) {
       const listener = new Listener(
         {
@@ -64,6 +66,7 @@ export class MoonpostServer {
           directory: this.directory,
           relayNetworks,
           proxyTrusted: new NetworkList(service.proxyTrusted),
+          ...shared,
           spool: this.spool,
           log: this.log,
           onQueued: (env) => this.dispatcher.enqueue(env),

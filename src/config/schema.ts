@@ -46,6 +46,8 @@ const domainSchema = z.union([
 const userSchema = z.strictObject({
   name: z.string().min(1).regex(/^\S+$/, 'expected a user name without spaces'),
   password: secret.optional(),
+  /** Plain shared secret enabling CRAM-MD5 for this user (kept as given; prefer {env: NAME}). */
+  cramSecret: secret.optional(),
   addresses: z.array(address).default([]),
 });
 

@@ -5,6 +5,8 @@ import { resolveSecret } from '../config/load.js';
 export interface User {
   name: string;
   passwordHash?: string;
+  /** Shared secret for CRAM-MD5, when configured. */
+  cramSecret?: string;
   addresses: string[];
   /** Mailbox folder relative to the mail root: `<domain>/<local-part>` of the first address. */
   mailbox: string;
@@ -56,11 +58,16 @@ export class Directory {
     for (const u of config.users) {
       const first = u.addresses[0];
       const mailbox = first ? `${splitAddress(first)[1]}/${safeFolderName(splitAddress(first)[0])}` : `users/${safeFolderName(u.name)}`;
-      const user: User = { name: u.name, addresses: u.addresses, mailbox, passwordHash: u.password ? resolveSecret(u.password) : undefined };
+      const user: User = { name: u.name, addresses: u.addresses, mailbox, passwordHash: u.password ? resolveSecret(u.password) : undefined, cramSecret: u.cramSecret ? resolveSecret(u.cramSecret) : undefined };
       this.users.set(u.name, user);
       for (const a of u.addresses) this.byAddress.set(normalizeAddress(a), user);
     }
     for (const [from, to] of Object.entries(config.aliases)) this.aliases.set(normalizeAddress(from), to);
+  }
+
+  get hasCramUsers(): boolean {
+    for (const u of this.users.values()) if (u.cramSecret) return true;
+    return false;
   }
 
   isLocalDomain(domain: string): boolean {

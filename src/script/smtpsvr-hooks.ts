@@ -25,6 +25,16 @@ const POLICY_GLOBALS: [string, keyof SessionPolicy][] = [
   ['MaxMessagesPerLocalSession', 'maxMessagesLocal'],
   ['MaxLineLength', 'maxLineLength'],
   ['AddUserAddresses', 'addUserAddresses'],
+  ['CheckRBL', 'checkRbl'],
+  ['RBLServers', 'rblServers'],
+  ['RBLWhitelist', 'rblWhitelist'],
+  ['RBLCheckAllServers', 'rblCheckAll'],
+  ['RBLFound', 'rblFound'],
+  ['RBLAccept', 'rblAccept'],
+  ['RBLBlackhole', 'rblBlackhole'],
+  ['RBLRedirect', 'rblRedirect'],
+  ['RBLRejectMessage', 'rblRejectMessage'],
+  ['RBLHeader', 'rblHeader'],
 ];
 
 const LINE_HOOKS = ['MessageLineRaw', 'MessageLine'];
@@ -82,6 +92,7 @@ export class ScriptHooks implements SessionHooks {
       ['HeloName', f.helo],
       ['MailFrom', f.mailFrom],
       ['SessionID', f.sessionId],
+      ['RBLResultInfo', f.rblResultInfo],
     ];
     for (const [name, v] of facts) this.state.setGlobal(name, v);
     // IN/OUT globals only when they differ from what the script holds (see readBack).
@@ -99,6 +110,13 @@ export class ScriptHooks implements SessionHooks {
       const v = this.state.getGlobal(g);
       const old = p[k];
       let next: LuaValue;
+      if (Array.isArray(old)) {
+        // A list global (RBLServers): an empty Lua table reads back as {}, not [].
+        const list = Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : v && typeof v === 'object' && !Buffer.isBuffer(v) && !Object.keys(v).length ? [] : old;
+        if (list.length !== old.length || list.some((x, i) => x !== old[i])) p[k] = list;
+        this.pushed.set(g, p[k]);
+        continue;
+      }
       if (typeof old === 'boolean') next = luaBool(v);
       else if (typeof old === 'number') next = Math.max(0, Math.floor(luaNumber(v, old as number)));
       else next = typeof v === 'string' ? v : old;

@@ -51,9 +51,9 @@ export class Connection implements SessionIO {
     this.session = new Session(ctx, this, client);
     this.attach(socket);
     socket.setNoDelay(true);
-    if (!this.proxyPending) this.session.greet();
-    this.flush();
     this.setPhase('command');
+    if (!this.proxyPending) this.wait(this.session.greet());
+    else this.flush();
   }
 
   get done(): Promise<void> {
@@ -174,25 +174,27 @@ export class Connection implements SessionIO {
     while (!this.closing && !this.paused && this.off < this.buf.length) {
       const r = this.step();
       if (r === NEED_MORE) break;
-      if (r) {
-        this.busy = true;
-        r.then(
-          () => {
-            this.busy = false;
-            this.process();
-          },
-          (err: Error) => {
-            this.busy = false;
-            this.session.log.error({ err: err.message, stack: err.stack }, 'session error');
-            this.send({ code: 421, enhanced: '4.3.0', lines: ['Local error, closing connection'] });
-            this.close();
-          },
-        );
-        return;
-      }
+      if (r) return this.wait(r);
     }
     // Input used up (or we stopped): the batched replies can go out.
     this.flush();
+  }
+
+  /** Holds input until the session has finished `pending` (greeting, a command, a commit). */
+  private wait(pending: Promise<void>): void {
+    this.busy = true;
+    pending.then(
+      () => {
+        this.busy = false;
+        this.process();
+      },
+      (err: Error) => {
+        this.busy = false;
+        this.session.log.error({ err: err.message, stack: err.stack }, 'session error');
+        this.send({ code: 421, enhanced: '4.3.0', lines: ['Local error, closing connection'] });
+        this.close();
+      },
+    );
   }
 
   /** Handles one unit of input; a promise when the session must finish first. */
@@ -243,7 +245,7 @@ export class Connection implements SessionIO {
     return s.command(buf.toString('utf8', start, end));
   }
 
-  private readProxy(): void | typeof NEED_MORE {
+  private readProxy(): Promise<void> | void | typeof NEED_MORE {
     const r = parseProxyHeader(this.buf.subarray(this.off));
     if (r.state === 'need-more') {
       if (this.buf.length - this.off > 256) return this.proxyFailed('PROXY header too long');
@@ -262,7 +264,7 @@ export class Connection implements SessionIO {
       this.session.refreshClient();
     }
     this.session.log.info({ ip: this.session.client.ip, port: this.session.client.port }, 'connection via PROXY');
-    this.session.greet();
+    return this.session.greet();
   }
 
   private proxyFailed(message: string): void {

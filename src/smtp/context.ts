@@ -5,6 +5,9 @@ import type { NetworkList } from '../policy/cidr.js';
 import type { Spool } from '../queue/spool.js';
 import type { Envelope } from '../queue/envelope.js';
 import type { Reply } from './reply.js';
+import type { DnsResolver } from '../dns/resolver.js';
+import type { Batv } from '../policy/batv.js';
+import type { AuthThrottle } from '../policy/auth-throttle.js';
 import type { SessionFacts, SessionHooks, SessionPolicy } from './hooks.js';
 
 /** What every session of one service shares: configuration, policy data and the queue. */
@@ -13,6 +16,10 @@ export interface ServiceContext {
   service: ServiceConfig;
   directory: Directory;
   relayNetworks: NetworkList;
+  dns: DnsResolver;
+  /** BATV signer/verifier when keys are configured. */
+  batv: Batv | null;
+  authThrottle: AuthThrottle;
   /** Sources allowed to send a PROXY protocol header. */
   proxyTrusted: NetworkList;
   spool: Spool;

@@ -17,6 +17,17 @@ export interface SessionPolicy {
   maxMessagesLocal: number;
   maxLineLength: number;
   addUserAddresses: boolean;
+  /** S20: the RBL settings (settable in Start) and the outcome and actions (settable later). */
+  checkRbl: boolean;
+  rblServers: string[];
+  rblWhitelist: string[];
+  rblCheckAll: boolean;
+  rblFound: boolean;
+  rblAccept: boolean;
+  rblBlackhole: boolean;
+  rblRedirect: string;
+  rblRejectMessage: string;
+  rblHeader: string;
 }
 
 /** Read-only facts about the session handed to every callback (S7). */
@@ -29,6 +40,8 @@ export interface SessionFacts {
   tls: string;
   helo: string;
   mailFrom: string;
+  /** zone → listing as a number in VPOP3's byte order (RBLResultInfo). */
+  rblResultInfo: Record<string, number>;
 }
 
 /** Thrown by a hook whose script ran over its budget (S4): the session answers 451 / 421. */

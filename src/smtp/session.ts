@@ -11,6 +11,10 @@ import type { Envelope } from '../queue/envelope.js';
 import { safeFolderName, type Target } from '../policy/directory.js';
 import { ScriptStopped, type SessionFacts, type SessionHooks, type SessionPolicy } from './hooks.js';
 import { LineSplitter } from './line-splitter.js';
+import { rblAction, rblDefaults, runRbl } from './rbl-stage.js';
+import { checkSpf } from '../policy/spf.js';
+import { isTagged } from '../policy/batv.js';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { DataSink } from './data-reader.js';
 
 export type SessionMode = 'command' | 'data' | 'bdat';
@@ -62,6 +66,8 @@ export class Session {
   maxMessageSize: number;
   /** SMTPSVR.LUA for this session, when there is one. */
   hooks: SessionHooks | null = null;
+  /** RBLResultInfo: zone → listing. */
+  private rblInfo: Record<string, number> = {};
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -83,7 +89,9 @@ export class Session {
       maxMessagesLocal: limits.messagesPerSession,
       maxLineLength: limits.lineLength,
       addUserAddresses: false,
+      ...rblDefaults(ctx.config),
     };
+    this.policy.useBATV = ctx.config.batv.enabled && ctx.batv !== null;
     this.refreshClient();
   }
 
@@ -124,6 +132,7 @@ export class Session {
       tls: this.client.tls ?? '',
       helo: this.helo ?? '',
       mailFrom: this.tx?.mail.address ?? '',
+      rblResultInfo: this.rblInfo,
     };
   }
 
@@ -131,15 +140,25 @@ export class Session {
     return this.tx !== null;
   }
 
-  /** S10: Start() → RBLResults() → GetMaxMessageSize(ip) → greeting. */
-  greet(): void {
+  /** S10: Start() → RBL lookups → RBLResults() → GetMaxMessageSize(ip) → greeting. */
+  async greet(): Promise<void> {
     if (this.ctx.hooksFor) this.hooks = this.ctx.hooksFor(this.policy, () => this.facts(), this.log);
     let greeting = reply(220, undefined, `${this.ctx.config.hostname} ESMTP moonpost`);
     const h = this.hooks;
-    if (h) {
+    let started: Reply | null = null;
+    try {
+      started = h?.start() ?? null;
+    } catch (err) {
+      if (!(err instanceof ScriptStopped)) throw err;
+      return this.send(reply(421, '4.3.0', `${this.ctx.config.hostname} Service temporarily unavailable`));
+    }
+    if (started) greeting = started;
+    if (!isRefusal(greeting)) {
+      this.rblInfo = await runRbl(this.policy, this.client.ip, this.ctx.dns, this.ctx.config.rbl.deadlineMs);
+      if (this.policy.rblFound) this.log.info({ ip: this.client.ip, rbl: this.rblInfo }, 'client listed in a DNS blocklist');
+    }
+    if (h && !this.closed) {
       try {
-        const started = h.start();
-        if (started) greeting = started;
         if (!isRefusal(greeting)) {
           const rbl = h.rblResults();
           if (rbl) greeting = rbl;
@@ -284,10 +303,15 @@ export class Session {
     return this.ctx.directory.users.size > 0 && (!!this.client.tls || this.ctx.service.authWithoutTls);
   }
 
+  /** CRAM-MD5 only when some user has a secret it can use (a scrypt hash cannot serve it). */
+  private mechanisms(): string[] {
+    return SASL_MECHANISMS.filter((m) => m !== 'CRAM-MD5' || this.ctx.directory.hasCramUsers);
+  }
+
   capabilities(): string[] {
     const caps = ['PIPELINING', `SIZE ${this.maxMessageSize}`, '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'CHUNKING', 'DSN'];
     if (this.tlsAvailable()) caps.push('STARTTLS');
-    if (this.authAvailable() && !this.authUser) caps.push(`AUTH ${SASL_MECHANISMS.join(' ')}`);
+    if (this.authAvailable() && !this.authUser) caps.push(`AUTH ${this.mechanisms().join(' ')}`);
     caps.push('HELP');
     return caps;
   }
@@ -322,7 +346,7 @@ export class Session {
     this.tx = null;
   }
 
-  private cmdMail(arg: string): void {
+  private async cmdMail(arg: string): Promise<void> {
     if (!this.helo) return this.send(reply(503, '5.5.1', 'Send HELO/EHLO first'));
     if (this.tx) return this.send(reply(503, '5.5.1', 'Nested MAIL command'));
     if (this.ctx.service.auth && !this.authUser) return this.send(reply(530, '5.7.0', 'Authentication required'));
@@ -335,17 +359,25 @@ export class Session {
     if (mail.size !== undefined && this.maxMessageSize > 0 && mail.size > this.maxMessageSize) {
       return this.send(reply(552, '5.3.4', 'Message size exceeds fixed maximum message size'));
     }
+    // S15: SPF of the MAIL FROM domain (the HELO name for <>), "" when the service has it off.
+    let spf = '';
+    let spfHeader: string | null = null;
+    if (this.ctx.service.spf) {
+      const o = await checkSpf(this.ctx.dns, { ip: this.client.ip, sender: mail.address, helo: this.helo, hostname: this.ctx.config.hostname });
+      spf = o.result;
+      spfHeader = o.header;
+    }
+    let ok: Reply = reply(250, '2.1.0', 'Ok');
     if (this.hooks) {
-      // S15: SPF is not evaluated yet, so the script is told "" (off).
-      const r = this.hooks.mailFrom(mail.data, mail.address, mail.params, '', this.authUser ?? '');
+      const r = this.hooks.mailFrom(mail.data, mail.address, mail.params, spf, this.authUser ?? '');
       if (isRefusal(r.reply)) return this.send(r.reply);
       const rewritten = r.params.MAILFROM;
       if (rewritten !== undefined) mail.address = rewritten.replace(/^<(.*)>$/, '$1');
-      this.tx = new Transaction(this.ctx.spool, mail);
-      return this.send(r.reply ?? reply(250, '2.1.0', 'Ok'));
+      if (r.reply) ok = r.reply;
     }
     this.tx = new Transaction(this.ctx.spool, mail);
-    this.send(reply(250, '2.1.0', 'Ok'));
+    if (spfHeader) this.tx.traceHeaders.push(spfHeader);
+    this.send(ok);
   }
 
   /** S24: by client address unless AUTH is required, by AUTH unless the mode is IP-only. */
@@ -363,9 +395,19 @@ export class Session {
     const parsed = parseEsmtpLine(arg, 'TO', { smtputf8: tx.mail.smtputf8, dsn: this.extension('DSN') });
     if ('error' in parsed) return this.send(parsed.error);
     const rcpt = parsed as RcptCommand;
+    if (tx.mail.address === '' && this.policy.useBATV && this.ctx.batv) {
+      // S26: a bounce to a local address must carry our valid prvs= tag; the tag is removed.
+      const domain = rcpt.address.slice(rcpt.address.lastIndexOf('@') + 1);
+      if (this.ctx.directory.isLocalDomain(domain)) {
+        const original = isTagged(rcpt.address) ? this.ctx.batv.verify(rcpt.address) : null;
+        if (!original) return this.send(reply(550, '5.7.1', `<${rcpt.address}>: bounce not for a message sent from here (BATV)`));
+        rcpt.address = original;
+      }
+    }
     const max = this.locallySent ? this.policy.maxRecipientsLocal : this.policy.maxRecipientsIncoming;
     if (tx.rcptCount >= Math.min(max || Infinity, this.limits.recipients)) return this.send(reply(452, '4.5.3', 'Too many recipients'));
-    let decision = this.routeRecipient(rcpt.address);
+    const rbl = rblAction(this.policy);
+    let decision: { targets: Target[] } | { refusal: Reply } = rbl.kind === 'reject' ? { refusal: rbl.reply } : this.routeRecipient(rcpt.address);
     if (this.hooks) {
       const r = this.hooks.rcptTo(rcpt.data, rcpt.address, rcpt.params, [...tx.rcptAddresses]);
       const replaced = r.params.RCPTTO?.replace(/^<(.*)>$/, '$1');
@@ -392,6 +434,11 @@ export class Session {
     // RFC 5321 §4.5.1: <postmaster> without a domain reaches this server's postmaster.
     if (!address.includes('@')) address = `postmaster@${this.ctx.directory.firstDomain ?? this.ctx.config.hostname}`;
     const domain = address.slice(address.lastIndexOf('@') + 1);
+    if (!this.canRelay() && /[%!]|@.*@/.test(address)) {
+      // Sender-specified routing (user%remote@local, remote!user@local, "user@remote"@local)
+      // from a client without relay rights is refused outright, never forwarded.
+      return { refusal: reply(550, '5.7.1', `<${given}>: Sender-specified routing is not allowed`) };
+    }
     const targets = this.ctx.directory.resolve(address);
     if (!targets) return { refusal: reply(550, '5.1.1', `<${given}>: Recipient address rejected: User unknown`) };
     const remote = targets.length === 1 && targets[0].route.kind === 'remote' && !this.ctx.directory.isLocalDomain(domain);
@@ -462,8 +509,11 @@ export class Session {
     const [mechRaw, initial, extra] = arg.trim().split(' ');
     const mech = (mechRaw ?? '').toUpperCase();
     if (!mech || extra !== undefined) return this.send(reply(501, '5.5.4', 'Syntax: AUTH mechanism [initial-response]'));
-    if (!(SASL_MECHANISMS as readonly string[]).includes(mech)) return this.send(reply(504, '5.5.4', 'Unrecognized authentication type'));
-    this.sasl = new SaslExchange(mech);
+    if (!this.mechanisms().includes(mech)) return this.send(reply(504, '5.5.4', 'Unrecognized authentication type'));
+    if (this.ctx.authThrottle.blocked(this.client.ip)) {
+      return this.send({ ...reply(421, '4.7.0', `${this.ctx.config.hostname} Too many failed authentications, try again later`), close: true });
+    }
+    this.sasl = new SaslExchange(mech, this.ctx.config.hostname);
     return this.saslStep(this.sasl.start(initial));
   }
 
@@ -479,25 +529,37 @@ export class Session {
     this.sasl = null;
     if (step.kind === 'error') return this.send(reply(step.code, step.enhanced, step.text));
     const user = this.ctx.directory.users.get(step.user) ?? this.ctx.directory.userByAddress(step.user);
-    const ok =
-      !!user?.passwordHash && (step.authzid === '' || step.authzid === step.user) && (await verifyPassword(step.password, user.passwordHash));
-    if (!ok || !user) {
-      this.authFailures++;
-      this.log.warn({ user: step.user, failures: this.authFailures }, 'authentication failed');
-      const r = reply(535, '5.7.8', 'Authentication credentials invalid');
-      return this.send(this.authFailures >= MAX_AUTH_FAILURES ? { ...r, close: true } : r);
+    let ok = false;
+    if (user && step.kind === 'cram') {
+      const want = user.cramSecret ? createHmac('md5', user.cramSecret).update(step.challenge).digest('hex') : '';
+      ok = want.length === step.digest.length && timingSafeEqual(Buffer.from(want), Buffer.from(step.digest));
+    } else if (user && step.kind === 'credentials') {
+      ok = !!user.passwordHash && (step.authzid === '' || step.authzid === step.user) && (await verifyPassword(step.password, user.passwordHash));
     }
+    if (!ok || !user) return this.authFailed(step.user);
     const allowed = this.policy.allowedUsers.trim();
     if (allowed && !allowed.split(/\s+/).some((u) => u.toLowerCase() === user.name.toLowerCase())) {
       // S24: AllowedUsers limits who may authenticate from this address.
-      this.authFailures++;
       this.log.warn({ user: user.name, ip: this.client.ip }, 'user not allowed to authenticate from this address');
-      const r = reply(535, '5.7.8', 'Authentication credentials invalid');
-      return this.send(this.authFailures >= MAX_AUTH_FAILURES ? { ...r, close: true } : r);
+      return this.authFailed(user.name);
     }
+    this.ctx.authThrottle.succeed(this.client.ip);
     this.authUser = user.name;
     this.log.info({ user: user.name }, 'authenticated');
     this.send(reply(235, '2.7.0', 'Authentication successful'));
+  }
+
+  /**
+   * A failed AUTH: answered after a delay that grows with the address's recent failures
+   * (across connections), and the connection closes after three in one session.
+   */
+  private async authFailed(user: string): Promise<void> {
+    this.authFailures++;
+    const delay = this.ctx.authThrottle.fail(this.client.ip);
+    this.log.warn({ user, ip: this.client.ip, failures: this.authFailures, delayMs: delay }, 'authentication failed');
+    if (delay) await new Promise((res) => setTimeout(res, delay));
+    const r = reply(535, '5.7.8', 'Authentication credentials invalid');
+    this.send(this.authFailures >= MAX_AUTH_FAILURES ? { ...r, close: true } : r);
   }
 
   // ---- message data --------------------------------------------------------------------
@@ -552,7 +614,9 @@ export class Session {
     const tx = this.tx!;
     const writer = tx.start();
     const head = [Buffer.from(tx.returnPathLine()), Buffer.from(this.received(tx))];
-    for (const h of tx.extraHeaders) head.push(Buffer.from(`${h}\r\n`));
+    const rblHeader = this.policy.rblFound && this.policy.rblHeader.trim();
+    if (rblHeader) tx.traceHeaders.push(rblHeader.replace(/[\r\n]+/g, ' '));
+    for (const h of [...tx.traceHeaders, ...tx.extraHeaders]) head.push(Buffer.from(`${h}\r\n`));
     writer.write(head);
     const store = (bufs: Buffer[]): void => {
       if (!writer.write(bufs)) {
@@ -645,6 +709,18 @@ export class Session {
       r = reply(552, '5.3.4', `Message line longer than ${this.maxLineLength} octets`);
     } else {
       const env = this.envelope(tx, reader.size);
+      const action = rblAction(this.policy);
+      if (action.kind === 'redirect') {
+        env.recipients = (this.ctx.directory.resolve(action.to) ?? this.forcedTargets(action.to)).map((t) => ({ address: t.address, route: t.route, state: 'pending' as const }));
+      }
+      if (action.kind === 'blackhole') {
+        // S20: accepted and discarded.
+        this.log.info({ queueId: tx.id, from: env.sender, ip: this.client.ip, outcome: 'blackholed' }, 'message discarded (RBL)');
+        await tx.discard();
+        this.send(reply(250, '2.0.0', `Ok: queued as ${tx.id}`));
+        if (this.draining) this.sayGoodbye();
+        return;
+      }
       try {
         await this.ctx.spool.commit(env, tx.writer!);
         this.messages++;

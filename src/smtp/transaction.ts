@@ -14,6 +14,8 @@ export class Transaction {
   writer: MessageWriter | null = null;
   reader: DataReader | null = null;
   bdat = false;
+  /** Our own trace lines (Received-SPF, the RBL header), written after Received. */
+  traceHeaders: string[] = [];
   /** Header lines from DoDATAStart, written after our Received line. */
   extraHeaders: string[] = [];
   /** A per-line or StartMessage callback ran over its budget: the message gets 451 at the end. */

@@ -8,7 +8,19 @@ const malformed = { kind: 'error', code: 501, enhanced: '5.5.2', text: 'Malforme
 const cancelled = { kind: 'error', code: 501, enhanced: '5.0.0', text: 'Authentication cancelled' };
 
 test('the offered mechanisms', () => {
-  assert.deepEqual([...SASL_MECHANISMS], ['PLAIN', 'LOGIN']);
+  assert.deepEqual([...SASL_MECHANISMS], ['PLAIN', 'LOGIN', 'CRAM-MD5']);
+});
+
+test('CRAM-MD5: a challenge with the host name, then user and digest', () => {
+  const x = new SaslExchange('CRAM-MD5', 'mx.test');
+  const first = x.start(undefined);
+  assert.equal(first.kind, 'challenge');
+  const challenge = Buffer.from((first as { text: string }).text, 'base64').toString();
+  assert.match(challenge, /^<[0-9a-f]{16}\.\d+@mx\.test>$/);
+  const step = x.next(Buffer.from('alice 0123456789abcdef0123456789ABCDEF').toString('base64'));
+  assert.deepEqual(step, { kind: 'cram', user: 'alice', digest: '0123456789abcdef0123456789abcdef', challenge });
+  assert.equal(x.next(Buffer.from('alice nothex').toString('base64')).kind, 'error');
+  assert.equal(new SaslExchange('CRAM-MD5').start('abc').kind, 'error', 'no initial response');
 });
 
 // ---- PLAIN ----------------------------------------------------------------------------------
