@@ -99,6 +99,73 @@ program
     process.stdout.write(`${file}: OK\n`);
   });
 
+const script = program.command('script').description('work with SMTPSVR.LUA scripts');
+configOption(
+  script
+    .command('try')
+    .description('run an SMTP dialogue through the session and a script, without opening a port, and print the transcript with every hook call')
+    .argument('<script>', 'the script, e.g. var/scripts/SMTPSVR.LUA (require() finds modules beside it)'),
+)
+  .requiredOption('-t, --transcript <file>', 'the client lines ("-" reads stdin)')
+  .option('--ip <addr>', 'client IP address', '127.0.0.1')
+  .option('--tls', 'the session starts encrypted')
+  .option('--auth <user>', 'the session starts authenticated as this user')
+  .option('--service <id>', 'the configured service the session belongs to (default: the first)')
+  .option('--data <dir>', 'data folder for the queue (default: a temporary folder, removed afterwards)')
+  .addHelpText(
+    'after',
+    `
+Transcript: one client line per line; blank lines are skipped and lines starting with "#"
+are comments (echoed). "DATA" is followed by the message lines, sent as written (dot-stuff
+them yourself), up to a line holding only "."; "BDAT n [LAST]" by lines making up exactly
+n octets (each line counts its CRLF, except when the chunk ends right after its text).
+
+Output: "C:" client line, "S:" reply line, "H: Hook(args) -> results" for every callback
+(or "-> error: message", "-> stopped: timeout"), "P:" print() output of the call above,
+"L:" server warnings, "Q:"/"M:" a queued message's envelope and stored lines, "--" notes.
+Session id, queue ids and the Received date are shown as <SESSION>, <QUEUE-n>, <DATE>.
+STARTTLS (when the service offers it) pretends to succeed.
+`,
+  )
+  .action(
+    async (file: string, opts: { transcript: string; config?: string; ip: string; tls?: boolean; auth?: string; service?: string; data?: string }) => {
+      const { runTranscript, TryError } = await import('./script/script-try.js');
+      const { TranscriptError } = await import('./script/try-format.js');
+      const { isIP } = await import('node:net');
+      if (!isIP(opts.ip)) {
+        process.stderr.write(`moonpost: --ip: "${opts.ip}" is not an IP address\n`);
+        process.exit(2);
+      }
+      const serviceId = opts.service === undefined ? undefined : Number(opts.service);
+      if (serviceId !== undefined && !Number.isInteger(serviceId)) {
+        process.stderr.write(`moonpost: --service: "${opts.service}" is not a service id\n`);
+        process.exit(2);
+      }
+      let transcript: Buffer;
+      try {
+        transcript = opts.transcript === '-' ? readFileSync(0) : readFileSync(opts.transcript);
+      } catch (err) {
+        process.stderr.write(`${opts.transcript}: cannot read: ${(err as Error).message}\n`);
+        process.exit(2);
+      }
+      const config = load(opts.config);
+      try {
+        const out = await runTranscript({ script: file, transcript, config, dataDir: opts.data, ip: opts.ip, tls: opts.tls, authUser: opts.auth, serviceId });
+        process.stdout.write(out);
+      } catch (err) {
+        if (err instanceof TranscriptError) {
+          process.stderr.write(`${opts.transcript}: ${err.message}\n`);
+          process.exit(2);
+        }
+        if (err instanceof TryError) {
+          process.stderr.write(`${err.message}\n`);
+          process.exit(1);
+        }
+        throw err;
+      }
+    },
+  );
+
 const queue = program.command('queue').description('inspect the mail queue');
 configOption(queue.command('list').description('list queued messages and their recipients'))
   .option('--json', 'print JSON')

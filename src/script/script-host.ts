@@ -44,6 +44,8 @@ export class ScriptHost {
   readonly metrics = new ScriptMetrics();
   readonly budget: CallBudget;
   private readonly memoryLimit: number;
+  /** Also receives every `print` line of a script (the script test bench), besides the log. */
+  printSink: ((text: string) => void) | null = null;
 
   constructor(
     private readonly config: Config,
@@ -62,6 +64,12 @@ export class ScriptHost {
     this.vm = await LuaVm.create();
     this.smtpsvr = new ScriptStore(this.dir, 'SMTPSVR.LUA', this.vm, this.log.child({ part: 'scripts' }));
     await this.smtpsvr.start();
+  }
+
+  /** Opens the Lua VM without watching a scripts folder (the script test bench). */
+  async openVm(): Promise<LuaVm> {
+    this.vm ??= await LuaVm.create();
+    return this.vm;
   }
 
   stop(): void {
@@ -96,7 +104,9 @@ export class ScriptHost {
     }
     const scriptName = script.chunkName.slice(1);
     state.define('print', (_s, args) => {
-      log.info({ script: scriptName, out: args.map(luaToText).join('\t') }, 'script print');
+      const out = args.map(luaToText).join('\t');
+      log.info({ script: scriptName, out }, 'script print');
+      this.printSink?.(out);
       return [];
     });
     state.define('__moonpost_source', (_s, args) => [this.moduleSource(String(args[0] ?? ''))]);
@@ -122,7 +132,11 @@ export class ScriptHost {
   /** SMTPSVR.LUA hooks for a new session, or null when there is no script. */
   sessionHooks(policy: SessionPolicy, facts: () => SessionFacts, log: Logger): SessionHooks | null {
     const script = this.smtpsvr?.current;
-    if (!script) return null;
+    return script ? this.hooksForScript(script, policy, facts, log) : null;
+  }
+
+  /** Hooks running one given script version for a session; null when its main chunk fails. */
+  hooksForScript(script: CompiledScript, policy: SessionPolicy, facts: () => SessionFacts, log: Logger): ScriptHooks | null {
     const state = this.newState(script, log);
     if (!state) return null;
     return new ScriptHooks(state, policy, facts, this.budget, log, this.metrics);

@@ -502,6 +502,8 @@ export class Session {
 
   private cmdAuth(arg: string): void | Promise<void> {
     if (!this.ctx.directory.users.size) return this.send(reply(503, '5.5.1', 'Authentication not enabled'));
+    // S11: an extension the script removed from EHLO is switched off.
+    if (this.authAvailable() && !this.extension('AUTH')) return this.send(reply(502, '5.5.1', 'AUTH not available'));
     if (!this.helo) return this.send(reply(503, '5.5.1', 'Send EHLO first'));
     if (this.authUser) return this.send(reply(503, '5.5.1', 'Already authenticated'));
     if (this.tx) return this.send(reply(503, '5.5.1', 'AUTH not allowed during a mail transaction'));
@@ -578,7 +580,9 @@ export class Session {
     const refused = this.dataStartHook();
     if (refused) return this.send(refused);
     this.startMessage(true);
-    this.send(reply(354, undefined, 'End data with <CR><LF>.<CR><LF>'));
+    // S5: a 3xx from DoDATAStart replaces the default go-ahead text.
+    const own = this.tx!.dataStartReply;
+    this.send(own && own.code >= 300 && own.code < 400 ? own : reply(354, undefined, 'End data with <CR><LF>.<CR><LF>'));
     this.scriptStep(() => this.hooks?.startMessage());
   }
 
@@ -595,6 +599,7 @@ export class Session {
     }
     if (isRefusal(r.reply)) return r.reply;
     this.tx!.extraHeaders = r.headers;
+    this.tx!.dataStartReply = r.reply;
     return null;
   }
 
@@ -761,7 +766,7 @@ export class Session {
     if (!m) return this.send({ ...reply(501, '5.5.4', 'Syntax: BDAT size [LAST]'), close: true });
     const size = Number(m[1]);
     const last = !!m[2];
-    let refusal = this.dataRefusal();
+    let refusal = this.extension('CHUNKING') ? this.dataRefusal() : reply(502, '5.5.1', 'BDAT not available');
     if (!refusal && !this.tx!.writer) refusal = this.dataStartHook();
     this.bdatRemaining = size;
     this.bdatLast = last;

@@ -1,4 +1,5 @@
 import type { MailCommand, RcptCommand } from './envelope-args.js';
+import type { Reply } from './reply.js';
 import type { EnvelopeRecipient } from '../queue/envelope.js';
 import type { Target } from '../policy/directory.js';
 import { newQueueId, type Spool } from '../queue/spool.js';
@@ -18,6 +19,8 @@ export class Transaction {
   traceHeaders: string[] = [];
   /** Header lines from DoDATAStart, written after our Received line. */
   extraHeaders: string[] = [];
+  /** DoDATAStart's own reply, used when it is a 3xx go-ahead. */
+  dataStartReply: Reply | null = null;
   /** A per-line or StartMessage callback ran over its budget: the message gets 451 at the end. */
   scriptStopped = false;
 

@@ -19,7 +19,7 @@ async function fails(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ cod
 }
 
 test('every subcommand has --help', async () => {
-  for (const args of [['--help'], ['serve', '--help'], ['hash-password', '--help'], ['queue', '--help'], ['queue', 'list', '--help']]) {
+  for (const args of [['--help'], ['serve', '--help'], ['hash-password', '--help'], ['queue', '--help'], ['queue', 'list', '--help'], ['script', '--help'], ['script', 'try', '--help']]) {
     const { stdout } = await run('node', [CLI, ...args]);
     assert.match(stdout, /^Usage: moonpost/, args.join(' '));
   }
