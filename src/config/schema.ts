@@ -62,6 +62,20 @@ export const limitsSchema = z.strictObject({
   connectionsPerIp: z.number().int().min(1).default(100),
   errors: z.number().int().min(1).default(20),
   messagesPerSession: z.number().int().min(0).default(0),
+  /**
+   * Failed AUTH per client address, counted across connections: `free` failures cost
+   * nothing, each further one is answered after a delay doubling from `delayMs` up to
+   * `maxDelayMs`, and from `block` failures on AUTH gets 421 until they are `forgetSeconds` old.
+   */
+  authFailures: z
+    .strictObject({
+      free: z.number().int().min(0).default(2),
+      block: z.number().int().min(1).default(10),
+      delayMs: z.number().int().min(0).default(1000),
+      maxDelayMs: z.number().int().min(0).default(8000),
+      forgetSeconds: z.number().positive().default(900),
+    })
+    .prefault({}),
   timeouts: z
     .strictObject({
       command: seconds.default(300),
@@ -90,6 +104,8 @@ export const configSchema = z.strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     })
     .prefault({}),
+  /** Where a copy of every message with BCC recipients goes (MonitorBcc's default, S22); "" = none. */
+  monitorBcc: z.string().default(''),
   dns: z
     .strictObject({
       /** Resolvers as `ip` or `ip:port` (a test zone on 127.0.0.1, a local cache); empty = the system's. */

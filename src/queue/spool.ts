@@ -51,6 +51,11 @@ export class Spool {
   /** Makes the message durable: its bytes, then its envelope, then the folder entry. */
   async commit(env: Envelope, writer: MessageWriter): Promise<void> {
     await writer.finish(this.fsync);
+    await this.commitEnvelope(env);
+  }
+
+  /** Commits a message whose file is already complete and durable (rewritten, or a copy). */
+  async commitEnvelope(env: Envelope): Promise<void> {
     const fh = await open(this.envPath(env.id), 'wx', 0o600);
     try {
       await fh.writeFile(JSON.stringify(env) + '\n');
@@ -59,6 +64,31 @@ export class Spool {
       await fh.close();
     }
     await this.dirSync.sync();
+  }
+
+  /**
+   * A new message file made from a stored one: `prefix` (our Return-Path and extra header
+   * lines) then the source from `from` on. Fsynced; commit it with `commitEnvelope`.
+   */
+  async writeCopy(sourceId: string, id: string, prefix: string, from: number): Promise<number> {
+    const src = await open(this.messagePath(sourceId), 'r');
+    const dst = await open(this.messagePath(id), 'wx', 0o600);
+    try {
+      let size = (await dst.write(Buffer.from(prefix, 'latin1'))).bytesWritten;
+      const chunk = Buffer.alloc(256 * 1024);
+      for (let pos = from; ; ) {
+        const { bytesRead } = await src.read(chunk, 0, chunk.length, pos);
+        if (!bytesRead) break;
+        await dst.write(chunk.subarray(0, bytesRead));
+        pos += bytesRead;
+        size += bytesRead;
+      }
+      if (this.fsync) await dst.sync();
+      return size;
+    } finally {
+      await src.close();
+      await dst.close();
+    }
   }
 
   /** Replaces an envelope atomically (delivery progress). */

@@ -8,6 +8,7 @@ import { ScriptHooks } from './smtpsvr-hooks.js';
 import { ScriptMetrics } from './metrics.js';
 import { readFileSync } from 'node:fs';
 import type { CompiledScript } from './compile.js';
+import { installVpop3Library } from './vpop3-lib.js';
 
 /** States per WebAssembly instance before a fresh one is opened, so memory can be given back. */
 const STATES_PER_VM = 5000;
@@ -93,7 +94,7 @@ export class ScriptHost {
     return vm;
   }
 
-  /** A fresh state with the sandbox, `print`, `require` and the script loaded and run. */
+  /** A fresh state with the sandbox, `print`, `require`, the VPOP3 helpers and the script loaded and run. */
   newState(script: CompiledScript, log: Logger): LuaState | null {
     let state: LuaState;
     try {
@@ -110,6 +111,8 @@ export class ScriptHost {
       return [];
     });
     state.define('__moonpost_source', (_s, args) => [this.moduleSource(String(args[0] ?? ''))]);
+    // The VPOP3 helpers; a part or decoded body may take at most a quarter of the state's memory.
+    installVpop3Library(state, { maxBytes: Math.floor(this.memoryLimit / 4) });
     const shim = state.loadAndRun(Buffer.from(REQUIRE_SHIM), '=require', 't');
     const main = shim.kind === 'ok' ? state.loadAndRun(script.bytecode, script.chunkName, 'b', this.budget) : shim;
     if (main.kind !== 'ok') {

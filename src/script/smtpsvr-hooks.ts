@@ -1,8 +1,17 @@
 import type { Logger } from 'pino';
 import { parseReplyText, type Reply } from '../smtp/reply.js';
-import { ScriptStopped, type SessionFacts, type SessionHooks, type SessionPolicy } from '../smtp/hooks.js';
+import {
+  ScriptStopped,
+  type ProcessActions,
+  type ProcessMessageArgs,
+  type RecipientView,
+  type SessionFacts,
+  type SessionHooks,
+  type SessionPolicy,
+} from '../smtp/hooks.js';
 import type { CallBudget, CallResult, LuaState, LuaValue } from './lua-state.js';
 import type { ScriptMetrics } from './metrics.js';
+import { vpop3Library, type MessageContext } from './vpop3-lib.js';
 
 /** S6: the number 0 is false, any other number true. */
 export function luaBool(v: LuaValue): boolean {
@@ -38,6 +47,10 @@ const POLICY_GLOBALS: [string, keyof SessionPolicy][] = [
 ];
 
 const LINE_HOOKS = ['MessageLineRaw', 'MessageLine'];
+const ANALYSIS_HOOKS = ['CheckRecipients', 'ProcessMessage', 'MonitorBcc', 'LogRecipients', 'LogRecipientsBlocked'];
+
+const strings = (v: LuaValue | undefined): string[] =>
+  Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : typeof v === 'string' && v ? [v] : [];
 
 /**
  * SMTPSVR.LUA driving one session: sets the globals before each callback, reads the IN/OUT
@@ -48,6 +61,7 @@ const LINE_HOOKS = ['MessageLineRaw', 'MessageLine'];
 export class ScriptHooks implements SessionHooks {
   private off = false;
   readonly wantsLines: boolean;
+  readonly wantsAnalysis: boolean;
   private readonly defined: Set<string>;
   /** Last values of the IN/OUT globals pushed (or read back unchanged), so only changes cost a push. */
   private readonly pushed = new Map<string, LuaValue>();
@@ -70,6 +84,7 @@ export class ScriptHooks implements SessionHooks {
       ].filter((n) => state.hasFunction(n)),
     );
     this.wantsLines = LINE_HOOKS.some((h) => this.defined.has(h));
+    this.wantsAnalysis = ANALYSIS_HOOKS.some((h) => this.defined.has(h));
   }
 
   has(hook: string): boolean {
@@ -273,6 +288,49 @@ export class ScriptHooks implements SessionHooks {
   endMessage(): Reply | null {
     const r = this.call('EndMessage', []);
     return r ? this.toReply('EndMessage', r[0]) : null;
+  }
+
+  checkRecipients(a: RecipientView & { ip: string; locallySent: boolean; size: number }): Reply | null {
+    const r = this.call('CheckRecipients', [a.recipients, a.to, a.cc, a.bcc, a.ip, a.authSender, a.sender, a.subject, a.locallySent, a.size]);
+    return r ? this.toReply('CheckRecipients', r[0]) : null;
+  }
+
+  processMessage(a: ProcessMessageArgs): ProcessActions | null {
+    const actions = { SendToOriginalRecipients: true, Delete: false, Ignore: false, Reason: '', Recipients: [], HeaderModifiers: [] };
+    const r = this.call('ProcessMessage', [a.mailFrom, a.subject, a.recipients, actions, a.structure, a.size, a.attachments]);
+    const v = r?.[0];
+    if (!v || typeof v !== 'object' || Array.isArray(v) || Buffer.isBuffer(v)) return null;
+    const t = v as Record<string, LuaValue>;
+    return {
+      sendToOriginalRecipients: t.SendToOriginalRecipients === undefined ? true : luaBool(t.SendToOriginalRecipients),
+      delete: luaBool(t.Delete ?? false),
+      ignore: luaBool(t.Ignore ?? false),
+      reason: typeof t.Reason === 'string' ? t.Reason : '',
+      recipients: strings(t.Recipients),
+      headerModifiers: strings(t.HeaderModifiers),
+    };
+  }
+
+  monitorBcc(recipients: string[], bcc: string[], sender: string, authSender: string, subject: string, monitor: string): string | null {
+    const r = this.call('MonitorBcc', [recipients, bcc, sender, authSender, subject, monitor]);
+    if (!r) return null;
+    return typeof r[0] === 'string' ? r[0] : '';
+  }
+
+  logRecipients(a: RecipientView): void {
+    this.call('LogRecipients', [a.recipients, a.to, a.cc, a.bcc, a.sender, a.authSender, a.subject]);
+  }
+
+  logRecipientsBlocked(blocked: string[], reason: string, sender: string, authSender: string, subject: string): void {
+    this.call('LogRecipientsBlocked', [blocked, reason, sender, authSender, subject]);
+  }
+
+  /**
+   * The message the VPOP3.GetMessage* helpers read: set it just before ProcessMessage and
+   * clear it (null) right after, so the helpers raise a Lua error in every other callback.
+   */
+  setMessageContext(ctx: MessageContext | null): void {
+    vpop3Library(this.state)?.setMessage(ctx);
   }
 
   /** End() once, then the state is released. */

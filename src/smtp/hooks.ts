@@ -81,5 +81,46 @@ export interface SessionHooks {
   /** MessageLine(): null keeps the line, false drops it, a buffer replaces it (may hold CRLFs). */
   messageLine(line: Buffer): Buffer | false | null;
   endMessage(): Reply | null;
+  /** True when a whole-message callback exists: the data path then analyses the message. */
+  readonly wantsAnalysis: boolean;
+  /** CheckRecipients() (S21): a 4xx/5xx refuses the message. */
+  checkRecipients(a: RecipientView & { ip: string; locallySent: boolean; size: number }): Reply | null;
+  /** ProcessMessage() (S19): the actions as returned, or null for the defaults. */
+  processMessage(a: ProcessMessageArgs): ProcessActions | null;
+  /** MonitorBcc() (S22): where a copy goes ("" for nowhere), or null for the configured default. */
+  monitorBcc(recipients: string[], bcc: string[], sender: string, authSender: string, subject: string, monitor: string): string | null;
+  logRecipients(a: RecipientView): void;
+  logRecipientsBlocked(blocked: string[], reason: string, sender: string, authSender: string, subject: string): void;
+  /** The message the VPOP3.* message helpers read, only while ProcessMessage may run. */
+  setMessageContext?(ctx: { path: string; size: number; structure: unknown[] } | null): void;
   end(): void;
+}
+
+/** What the end-of-data callbacks know of a message's recipients (S21, S23). */
+export interface RecipientView {
+  recipients: string[];
+  to: string[];
+  cc: string[];
+  bcc: string[];
+  sender: string;
+  authSender: string;
+  subject: string;
+}
+
+export interface ProcessActions {
+  sendToOriginalRecipients: boolean;
+  delete: boolean;
+  ignore: boolean;
+  reason: string;
+  recipients: string[];
+  headerModifiers: string[];
+}
+
+export interface ProcessMessageArgs {
+  mailFrom: string;
+  subject: string;
+  recipients: string[];
+  structure: Record<string, string | number>[];
+  size: number;
+  attachments: Record<string, string | number>[];
 }

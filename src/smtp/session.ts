@@ -11,6 +11,10 @@ import type { Envelope } from '../queue/envelope.js';
 import { safeFolderName, type Target } from '../policy/directory.js';
 import { ScriptStopped, type SessionFacts, type SessionHooks, type SessionPolicy } from './hooks.js';
 import { LineSplitter } from './line-splitter.js';
+import { decideEndOfData, type EndOfDataDecision } from './end-of-data.js';
+import { MessageAnalyser } from '../message/index.js';
+import { rewriteHeader } from '../queue/header-rewrite.js';
+import { newQueueId } from '../queue/spool.js';
 import { rblAction, rblDefaults, runRbl } from './rbl-stage.js';
 import { checkSpf } from '../policy/spf.js';
 import { isTagged } from '../policy/batv.js';
@@ -400,22 +404,24 @@ export class Session {
       const domain = rcpt.address.slice(rcpt.address.lastIndexOf('@') + 1);
       if (this.ctx.directory.isLocalDomain(domain)) {
         const original = isTagged(rcpt.address) ? this.ctx.batv.verify(rcpt.address) : null;
-        if (!original) return this.send(reply(550, '5.7.1', `<${rcpt.address}>: bounce not for a message sent from here (BATV)`));
+        if (!original) return this.refuseRcpt(tx, rcpt.address, reply(550, '5.7.1', `<${rcpt.address}>: bounce not for a message sent from here (BATV)`));
         rcpt.address = original;
       }
     }
     const max = this.locallySent ? this.policy.maxRecipientsLocal : this.policy.maxRecipientsIncoming;
     if (tx.rcptCount >= Math.min(max || Infinity, this.limits.recipients)) return this.send(reply(452, '4.5.3', 'Too many recipients'));
     const rbl = rblAction(this.policy);
-    let decision: { targets: Target[] } | { refusal: Reply } = rbl.kind === 'reject' ? { refusal: rbl.reply } : this.routeRecipient(rcpt.address);
+    // A listed client's every RCPT is refused (S20), whatever the recipient becomes.
+    const decide = (address: string): { targets: Target[] } | { refusal: Reply } => (rbl.kind === 'reject' ? { refusal: rbl.reply } : this.routeRecipient(address));
+    let decision = decide(rcpt.address);
     if (this.hooks) {
       const r = this.hooks.rcptTo(rcpt.data, rcpt.address, rcpt.params, [...tx.rcptAddresses]);
       const replaced = r.params.RCPTTO?.replace(/^<(.*)>$/, '$1');
       if (replaced && replaced !== rcpt.address) {
         rcpt.address = replaced;
-        decision = this.routeRecipient(replaced);
+        decision = decide(replaced);
       }
-      if (isRefusal(r.reply)) return this.send(r.reply);
+      if (isRefusal(r.reply)) return this.refuseRcpt(tx, rcpt.address, r.reply);
       // S16: a 2xx from the script accepts what the default policy would refuse.
       if (r.reply) {
         const targets = 'targets' in decision ? decision.targets : this.forcedTargets(rcpt.address);
@@ -423,9 +429,15 @@ export class Session {
         return this.send(r.reply);
       }
     }
-    if ('refusal' in decision) return this.send(decision.refusal);
+    if ('refusal' in decision) return this.refuseRcpt(tx, rcpt.address, decision.refusal);
     tx.addRecipient(rcpt, decision.targets);
     this.send(reply(250, '2.1.5', 'Ok'));
+  }
+
+  /** A refused RCPT: answered, and remembered for LogRecipientsBlocked (S23). */
+  private refuseRcpt(tx: Transaction, address: string, r: Reply): void {
+    if (tx.blocked.length < 1000) tx.blocked.push({ address, reason: r.lines.join(' ') });
+    this.send(r);
   }
 
   /** The default policy for one recipient: where it goes, or why not. */
@@ -512,9 +524,7 @@ export class Session {
     const mech = (mechRaw ?? '').toUpperCase();
     if (!mech || extra !== undefined) return this.send(reply(501, '5.5.4', 'Syntax: AUTH mechanism [initial-response]'));
     if (!this.mechanisms().includes(mech)) return this.send(reply(504, '5.5.4', 'Unrecognized authentication type'));
-    if (this.ctx.authThrottle.blocked(this.client.ip)) {
-      return this.send({ ...reply(421, '4.7.0', `${this.ctx.config.hostname} Too many failed authentications, try again later`), close: true });
-    }
+    if (this.ctx.authThrottle.blocked(this.client.ip)) return this.authBlocked();
     this.sasl = new SaslExchange(mech, this.ctx.config.hostname);
     return this.saslStep(this.sasl.start(initial));
   }
@@ -530,6 +540,8 @@ export class Session {
     this.lineHandler = null;
     this.sasl = null;
     if (step.kind === 'error') return this.send(reply(step.code, step.enhanced, step.text));
+    // Blocked while this exchange ran (failures on other connections): the answer is not checked.
+    if (this.ctx.authThrottle.blocked(this.client.ip)) return this.authBlocked();
     const user = this.ctx.directory.users.get(step.user) ?? this.ctx.directory.userByAddress(step.user);
     let ok = false;
     if (user && step.kind === 'cram') {
@@ -549,6 +561,10 @@ export class Session {
     this.authUser = user.name;
     this.log.info({ user: user.name }, 'authenticated');
     this.send(reply(235, '2.7.0', 'Authentication successful'));
+  }
+
+  private authBlocked(): void {
+    this.send({ ...reply(421, '4.7.0', `${this.ctx.config.hostname} Too many failed authentications, try again later`), close: true });
   }
 
   /**
@@ -622,13 +638,17 @@ export class Session {
     const rblHeader = this.policy.rblFound && this.policy.rblHeader.trim();
     if (rblHeader) tx.traceHeaders.push(rblHeader.replace(/[\r\n]+/g, ' '));
     for (const h of [...tx.traceHeaders, ...tx.extraHeaders]) head.push(Buffer.from(`${h}\r\n`));
-    writer.write(head);
+    // The whole-message callbacks (S19) need the analysis, made as the bytes are stored.
+    const analyser = this.hooks?.wantsAnalysis || this.ctx.config.monitorBcc ? new MessageAnalyser() : null;
+    tx.analyser = analyser;
     const store = (bufs: Buffer[]): void => {
+      if (analyser) for (const b of bufs) analyser.write(b);
       if (!writer.write(bufs)) {
         this.io.pause();
         writer.onDrain(() => this.io.resume());
       }
     };
+    store(head);
     let sink: DataSink = { write: store };
     if (this.hooks?.wantsLines) sink = this.lineHookSink(tx, store);
     tx.reader = new DataReader(sink, dotMode, this.maxMessageSize, this.maxLineLength);
@@ -689,60 +709,105 @@ export class Session {
     const tx = this.tx!;
     const reader = tx.reader!;
     reader.finish();
-    let scriptReply: Reply | null = null;
+    let endReply: Reply | null = null;
+    let decision: EndOfDataDecision | null = null;
     // While the transaction is still the session's, so that MailFrom is its sender (S7).
-    if (!reader.tooBig && !reader.longLine) this.scriptStep(() => (scriptReply = this.hooks?.endMessage() ?? null));
-    this.tx = null;
-    let r: Reply;
-    const logRefusal = (why: string): void =>
-      this.log.info({ queueId: tx.id, from: tx.mail.address, to: tx.rcptAddresses, size: reader.size, ip: this.client.ip, outcome: 'refused', why }, 'message refused');
-    if (tx.scriptStopped) {
-      logRefusal('script stopped');
-      await tx.discard();
-      r = scriptStoppedReply();
-    } else if (isRefusal(scriptReply)) {
-      logRefusal('EndMessage');
-      await tx.discard();
-      r = scriptReply;
-    } else if (reader.tooBig) {
-      logRefusal('size');
-      await tx.discard();
-      r = reply(552, '5.3.4', 'Message size exceeds fixed maximum message size');
-    } else if (reader.longLine) {
-      logRefusal('line length');
-      await tx.discard();
-      r = reply(552, '5.3.4', `Message line longer than ${this.maxLineLength} octets`);
-    } else {
-      const env = this.envelope(tx, reader.size);
-      const action = rblAction(this.policy);
-      if (action.kind === 'redirect') {
-        env.recipients = (this.ctx.directory.resolve(action.to) ?? this.forcedTargets(action.to)).map((t) => ({ address: t.address, route: t.route, state: 'pending' as const }));
-      }
-      if (action.kind === 'blackhole') {
-        // S20: accepted and discarded.
-        this.log.info({ queueId: tx.id, from: env.sender, ip: this.client.ip, outcome: 'blackholed' }, 'message discarded (RBL)');
-        await tx.discard();
-        this.send(reply(250, '2.0.0', `Ok: queued as ${tx.id}`));
-        if (this.draining) this.sayGoodbye();
-        return;
-      }
-      try {
-        await this.ctx.spool.commit(env, tx.writer!);
-        this.messages++;
-        r = scriptReply ?? reply(250, '2.0.0', `Ok: queued as ${tx.id}`);
-        this.log.info(
-          { queueId: tx.id, from: env.sender, to: env.recipients.map((x) => x.address), size: env.size, ip: this.client.ip, outcome: 'queued' },
-          'message queued',
-        );
-        this.ctx.onQueued(env);
-      } catch (err) {
-        await tx.discard();
-        this.log.error({ queueId: tx.id, err: (err as Error).message, outcome: 'deferred' }, 'queue commit failed');
-        r = reply(451, '4.3.0', 'Local error in processing, try again later');
-      }
+    if (!reader.tooBig && !reader.longLine) {
+      this.scriptStep(() => (endReply = this.hooks?.endMessage() ?? null));
+      if (tx.analyser && !tx.scriptStopped && !isRefusal(endReply)) decision = this.endOfData(tx, reader.size);
     }
-    this.send(r);
+    this.tx = null;
+    this.send(await this.settle(tx, reader, endReply, decision));
     if (this.draining) this.sayGoodbye();
+  }
+
+  /** S19: analysis, then CheckRecipients → ProcessMessage → MonitorBcc → LogRecipients. */
+  private endOfData(tx: Transaction, size: number): EndOfDataDecision | null {
+    const analysis = tx.analyser!.end();
+    const message = { path: this.ctx.spool.messagePath(tx.id), size, structure: analysis.structure };
+    let decision: EndOfDataDecision | null = null;
+    this.hooks?.setMessageContext?.(message);
+    this.scriptStep(() => {
+      decision = decideEndOfData({
+        hooks: this.hooks,
+        analysis,
+        recipients: [...tx.rcptAddresses],
+        blocked: tx.blocked,
+        sender: tx.mail.address,
+        authSender: this.authUser ?? '',
+        ip: this.client.ip,
+        locallySent: this.locallySent,
+        size,
+        monitor: this.ctx.config.monitorBcc,
+      });
+    });
+    this.hooks?.setMessageContext?.(null);
+    return decision;
+  }
+
+  /** Refuses, discards or commits the finished message; returns the final reply. */
+  private async settle(tx: Transaction, reader: DataReader, endReply: Reply | null, decision: EndOfDataDecision | null): Promise<Reply> {
+    const outcome = async (what: string, r: Reply): Promise<Reply> => {
+      this.log.info({ queueId: tx.id, from: tx.mail.address, to: tx.rcptAddresses, size: reader.size, ip: this.client.ip, outcome: what }, `message ${what}`);
+      await tx.discard();
+      return r;
+    };
+    if (tx.scriptStopped) return outcome('refused: script stopped', scriptStoppedReply());
+    if (isRefusal(endReply)) return outcome('refused: EndMessage', endReply);
+    if (reader.tooBig) return outcome('refused: size', reply(552, '5.3.4', 'Message size exceeds fixed maximum message size'));
+    if (reader.longLine) return outcome('refused: line length', reply(552, '5.3.4', `Message line longer than ${this.maxLineLength} octets`));
+    if (decision?.kind === 'refuse') return outcome('refused: script', decision.reply);
+    const rbl = rblAction(this.policy);
+    // S19 Ignore and S20 RBLBlackhole: accepted and discarded.
+    if (decision?.kind === 'discard' || rbl.kind === 'blackhole') return outcome('discarded', reply(250, '2.0.0', `Ok: queued as ${tx.id}`));
+    const env = this.envelope(tx, reader.size);
+    if (rbl.kind === 'redirect') env.recipients = this.envelopeTargets([rbl.to]);
+    const accepted = decision?.kind === 'accept' ? decision : null;
+    if (accepted?.recipients.replace) env.recipients = this.envelopeTargets(accepted.recipients.add);
+    else if (accepted?.recipients.add.length) {
+      const have = new Set(env.recipients.map((r) => r.address.toLowerCase()));
+      env.recipients.push(...this.envelopeTargets(accepted.recipients.add).filter((r) => !have.has(r.address.toLowerCase())));
+    }
+    if (!env.recipients.length) return outcome('discarded: no recipients left', reply(250, '2.0.0', `Ok: queued as ${tx.id}`));
+    try {
+      if (accepted?.headerModifiers.length) {
+        await tx.writer!.finish(false);
+        await rewriteHeader(this.ctx.spool.messagePath(tx.id), accepted.headerModifiers, env.headerOffset, this.ctx.spool.fsync);
+        await this.ctx.spool.commitEnvelope(env);
+      } else await this.ctx.spool.commit(env, tx.writer!);
+    } catch (err) {
+      this.log.error({ queueId: tx.id, err: (err as Error).message, outcome: 'deferred' }, 'queue commit failed');
+      return outcome('deferred', reply(451, '4.3.0', 'Local error in processing, try again later'));
+    }
+    this.messages++;
+    this.log.info(
+      { queueId: tx.id, from: env.sender, to: env.recipients.map((x) => x.address), size: env.size, ip: this.client.ip, outcome: 'queued' },
+      'message queued',
+    );
+    this.ctx.onQueued(env);
+    if (accepted?.monitor) await this.queueMonitorCopy(env, accepted.monitor);
+    return endReply ?? reply(250, '2.0.0', `Ok: queued as ${tx.id}`);
+  }
+
+  /** Envelope recipients for addresses a script or the RBL added: routed like any other. */
+  private envelopeTargets(addresses: string[]): Envelope['recipients'] {
+    return addresses.flatMap((a) => (this.ctx.directory.resolve(a) ?? this.forcedTargets(a)).map((t) => ({ address: t.address, route: t.route, state: 'pending' as const })));
+  }
+
+  /** S22: a copy of a message with BCC recipients, naming them in a header, to the monitor. */
+  private async queueMonitorCopy(env: Envelope, monitor: { to: string; bcc: string[] }): Promise<void> {
+    const id = newQueueId();
+    const returnPath = `Return-Path: <${env.sender}>\r\n`;
+    try {
+      await this.ctx.spool.writeCopy(env.id, id, `${returnPath}X-Bcc-Recipients: ${monitor.bcc.join(', ')}\r\n`, env.headerOffset);
+      const copy: Envelope = { ...env, id, recipients: this.envelopeTargets([monitor.to]), headerOffset: Buffer.byteLength(returnPath), dsn: undefined };
+      await this.ctx.spool.commitEnvelope(copy);
+      this.log.info({ queueId: id, original: env.id, to: monitor.to, bcc: monitor.bcc }, 'BCC monitor copy queued');
+      this.ctx.onQueued(copy);
+    } catch (err) {
+      // The original is already acknowledged and safe; a lost copy is logged, not fatal.
+      this.log.error({ queueId: env.id, err: (err as Error).message }, 'BCC monitor copy failed');
+    }
   }
 
   private envelope(tx: Transaction, size: number): Envelope {

@@ -1,5 +1,6 @@
 import type { MailCommand, RcptCommand } from './envelope-args.js';
 import type { Reply } from './reply.js';
+import type { MessageAnalyser } from '../message/index.js';
 import type { EnvelopeRecipient } from '../queue/envelope.js';
 import type { Target } from '../policy/directory.js';
 import { newQueueId, type Spool } from '../queue/spool.js';
@@ -19,6 +20,10 @@ export class Transaction {
   traceHeaders: string[] = [];
   /** Header lines from DoDATAStart, written after our Received line. */
   extraHeaders: string[] = [];
+  /** Analysis of the stored bytes, when a whole-message callback needs it. */
+  analyser: MessageAnalyser | null = null;
+  /** RCPTs refused in this transaction (LogRecipientsBlocked). */
+  readonly blocked: { address: string; reason: string }[] = [];
   /** DoDATAStart's own reply, used when it is a 3xx go-ahead. */
   dataStartReply: Reply | null = null;
   /** A per-line or StartMessage callback ran over its budget: the message gets 451 at the end. */
