@@ -4,6 +4,10 @@ import { loadConfig, ConfigError } from './config/load.js';
 import { MoonpostServer } from './server.js';
 import { hashPassword } from './policy/password.js';
 import { Spool } from './queue/spool.js';
+import { QueueIndex } from './queue/queue-index.js';
+import type { Envelope } from './queue/envelope.js';
+import { controlRequest } from './admin/control-socket.js';
+import { runQueueOp, type QueueRequest, type QueueResponse } from './admin/queue-ops.js';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 
@@ -166,29 +170,80 @@ STARTTLS (when the service offers it) pretends to succeed.
     },
   );
 
-const queue = program.command('queue').description('inspect the mail queue');
+const queue = program.command('queue').description('inspect and manage the mail queue (through the running server when there is one)');
+
+/** Runs a queue command in the running server, or on the files when none is running. */
+async function queueOp(configFile: string | undefined, req: QueueRequest): Promise<QueueResponse> {
+  const config = load(configFile);
+  const viaServer = await controlRequest(join(config.dataDir, 'control.sock'), req).catch(() => null);
+  if (viaServer) return viaServer;
+  const index = new QueueIndex(new Spool(config.dataDir));
+  for (const env of await index.spool.list()) index.add(env);
+  return runQueueOp(index, req);
+}
+
+function printEnvelope(env: Envelope): void {
+  process.stdout.write(`${env.id}  ${env.size} bytes  ${env.received}  <${env.sender}>${env.hold ? '  (held)' : ''}\n`);
+  for (const r of env.recipients) {
+    const where = r.route.kind === 'local' ? `local ${r.route.mailbox}` : 'relay';
+    const next = r.state === 'pending' && r.nextAttempt ? `  next ${new Date(r.nextAttempt).toISOString()}` : '';
+    process.stdout.write(`    ${r.state.padEnd(9)} <${r.address}> (${where})${next}${r.lastError ? `  ${r.lastError}` : ''}\n`);
+  }
+}
+
+function fail(res: QueueResponse): res is { ok: false; error: string } {
+  if (res.ok) return false;
+  process.stderr.write(`moonpost: ${res.error}\n`);
+  process.exitCode = 1;
+  return true;
+}
+
 configOption(queue.command('list').description('list queued messages and their recipients'))
   .option('--json', 'print JSON')
   .action(async (opts: { config?: string; json?: boolean }) => {
-    const config = load(opts.config);
-    const spool = new Spool(config.dataDir);
-    const list = await spool.list();
+    const res = await queueOp(opts.config, { op: 'list' });
+    if (fail(res)) return;
+    const list = res.envelopes ?? [];
     if (opts.json) {
       process.stdout.write(JSON.stringify(list, null, 2) + '\n');
       return;
     }
     if (!list.length) {
-      process.stdout.write(`queue is empty (${join(config.dataDir, 'queue')})\n`);
+      process.stdout.write(`queue is empty (${join(load(opts.config).dataDir, 'queue')})\n`);
       return;
     }
-    for (const env of list) {
-      process.stdout.write(`${env.id}  ${env.size} bytes  ${env.received}  <${env.sender}>\n`);
-      for (const r of env.recipients) {
-        const where = r.route.kind === 'local' ? `local ${r.route.mailbox}` : 'relay';
-        process.stdout.write(`    ${r.state.padEnd(9)} <${r.address}> (${where})${r.lastError ? `  ${r.lastError}` : ''}\n`);
-      }
-    }
+    for (const env of list) printEnvelope(env);
     process.stdout.write(`${list.length} message(s)\n`);
   });
+
+configOption(queue.command('show').description('show one message: envelope, recipients, header').argument('<id>', 'queue id')).action(
+  async (id: string, opts: { config?: string }) => {
+    const res = await queueOp(opts.config, { op: 'show', id });
+    if (fail(res)) return;
+    printEnvelope(res.envelopes![0]);
+    process.stdout.write(`\n${(res.header ?? []).join('\n')}\n`);
+  },
+);
+
+for (const [op, what] of [
+  ['retry', 'try now what waits for a retry (an id, or --all)'],
+  ['hold', 'keep a message from delivery until released (an id, or --all)'],
+  ['release', 'let a held message go again (an id, or --all)'],
+  ['delete', 'remove a message from the queue without delivering or bouncing it'],
+] as const) {
+  const cmd = configOption(queue.command(op).description(what).argument('[id]', 'queue id'));
+  if (op !== 'delete') cmd.option('--all', 'every queued message');
+  cmd.action(async (id: string | undefined, opts: { config?: string; all?: boolean }) => {
+    const target = opts.all ? 'all' : id;
+    if (!target) {
+      process.stderr.write(`moonpost: queue ${op} needs an id${op === 'delete' ? '' : ' or --all'}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    const res = await queueOp(opts.config, { op, id: target });
+    if (fail(res)) return;
+    process.stdout.write(`${op}: ${(res.changed ?? []).join(' ') || 'nothing'}\n`);
+  });
+}
 
 await program.parseAsync(process.argv);

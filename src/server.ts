@@ -7,6 +7,11 @@ import { NetworkList } from './policy/cidr.js';
 import { Spool } from './queue/spool.js';
 import { MaildirDelivery } from './delivery/maildir.js';
 import { LocalDispatcher } from './delivery/local-dispatcher.js';
+import { QueueIndex } from './queue/queue-index.js';
+import { Relay } from './delivery/relay/relay.js';
+import { listenControl } from './admin/control-socket.js';
+import { runQueueOp } from './admin/queue-ops.js';
+import type { Server } from 'node:net';
 import { ConnectionLimiter, Listener } from './smtp/listener.js';
 import { DirSyncers } from './util/fsync.js';
 import { createLogger } from './log.js';
@@ -26,6 +31,10 @@ export class MoonpostServer {
   readonly spool: Spool;
   readonly directory: Directory;
   readonly dispatcher: LocalDispatcher;
+  readonly queue: QueueIndex;
+  readonly relay: Relay;
+  private readonly shared: ReturnType<typeof policyServices>;
+  private control: Server | null = null;
   readonly mailRoot: string;
   readonly scripts: ScriptHost;
   private readonly listeners: Listener[] = [];
@@ -41,7 +50,11 @@ export class MoonpostServer {
     this.mailRoot = join(config.dataDir, 'mail');
     const maildir = new MaildirDelivery(this.mailRoot, new DirSyncers(config.queue.fsync), config.queue.fsync);
     this.scripts = new ScriptHost(config, this.log);
-    this.dispatcher = new LocalDispatcher(this.spool, maildir, this.log.child({ part: 'delivery' }));
+    this.queue = new QueueIndex(this.spool);
+    this.shared = policyServices(config);
+    this.relay = new Relay(config, this.queue, this.scripts, this.shared.dns, this.shared.batv, this.directory, this.log.child({ part: 'relay' }));
+    this.dispatcher = new LocalDispatcher(this.queue, maildir, this.log.child({ part: 'delivery' }));
+    this.queue.onAdded((env) => this.dispatcher.enqueue(env));
   }
 
   async start(): Promise<BoundService[]> {
@@ -52,12 +65,19 @@ export class MoonpostServer {
     if (removed.length) this.log.info({ removed }, 'removed unfinished queue files');
     if (envelopes.length) this.log.info({ count: envelopes.length }, 'recovered queued messages');
     // A restart is a retry: what waited for a backoff is tried again now.
-    for (const env of envelopes) this.dispatcher.enqueue({ ...env, nextAttempt: 0 });
+    for (const env of envelopes) this.queue.add({ ...env, nextAttempt: 0 });
+    this.relay.start();
+    this.control = await listenControl(join(this.config.dataDir, 'control.sock'), (req) =>
+      runQueueOp(this.queue, req, (env) => {
+        this.dispatcher.enqueue(env);
+        this.relay.kick();
+      }),
+    );
 
     const limits = this.config.limits;
     const limiter = new ConnectionLimiter(limits.connections, limits.connectionsPerIp);
     const relayNetworks = new NetworkList(this.config.relay.networks);
-    const shared = policyServices(this.config);
+    const shared = this.shared;
     for (const service of this.config.services) {
       const listener = new Listener(
         {
@@ -69,7 +89,7 @@ export class MoonpostServer {
           ...shared,
           spool: this.spool,
           log: this.log,
-          onQueued: (env) => this.dispatcher.enqueue(env),
+          onQueued: (env) => this.queue.add(env),
           hooksFor: (policy, facts, log) => this.scripts.sessionHooks(policy, facts, log),
         },
         limiter,
@@ -101,6 +121,8 @@ export class MoonpostServer {
       await all;
     }
     await this.dispatcher.stop();
+    await this.relay.stop();
+    this.control?.close();
     this.scripts.stop();
   }
 }

@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import { configSchema, type Config, type ConfigInput, type Secret } from './schema.js';
 import { embeddedDefaults } from './defaults.js';
 import { isPasswordHash } from '../policy/password.js';
+import { parseSenderRules } from '../delivery/sender-rules.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -40,6 +41,18 @@ export function validateConfig(input: unknown, file: string, baseDir = process.c
     }
     if (s.cert) s.cert = resolve(baseDir, s.cert);
     if (s.key) s.key = resolve(baseDir, s.key);
+  }
+  const senderIds = new Set<number>();
+  for (const [i, snd] of config.senders.entries()) {
+    if (senderIds.has(snd.id)) throw new ConfigError(file, `senders[${i}].id: duplicate sender id ${snd.id}`);
+    senderIds.add(snd.id);
+    if (snd.mode === 'smarthost' && !snd.host) throw new ConfigError(file, `senders[${i}]: mode "smarthost" needs "host"`);
+    try {
+      parseSenderRules(snd.rules);
+    } catch (err) {
+      throw new ConfigError(file, `senders[${i}].rules: ${(err as Error).message}`);
+    }
+    if (snd.ca) snd.ca = resolve(baseDir, snd.ca);
   }
   const names = new Set<string>();
   for (const [i, u] of config.users.entries()) {

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseCidr } from '../policy/cidr.js';
+import { retryScheduleSchema } from '../delivery/retry.js';
 
 /** A secret is written inline or read from an environment variable at load time. */
 const secret = z.union([z.string().min(1), z.strictObject({ env: z.string().min(1) })]);
@@ -85,6 +86,36 @@ export const limitsSchema = z.strictObject({
     .prefault({}),
 });
 
+const senderSchema = z.strictObject({
+  id: z.number().int().min(0),
+  name: z.string().min(1),
+  /** smarthost: everything to `host`; mx: straight to each domain's MX hosts. */
+  mode: z.enum(['smarthost', 'mx']),
+  host: z.string().min(1).optional(),
+  /** Port of the smarthost, or of every MX host (25 on the Internet). */
+  port: z.number().int().min(1).max(65535).default(25),
+  /** opportunistic: STARTTLS when offered. */
+  tls: z.enum(['none', 'starttls', 'opportunistic', 'implicit']).default('opportunistic'),
+  verifyCertificate: z.boolean().default(true),
+  /** PEM file of CA certificates to trust instead of the system's (a private smarthost). */
+  ca: z.string().optional(),
+  auth: z.strictObject({ user: z.string().min(1), password: secret, mechanism: z.enum(['PLAIN', 'LOGIN']).optional() }).optional(),
+  /** Our EHLO name; default the server's hostname. */
+  helo: z.string().min(1).optional(),
+  /** Domain filter rules (R1): patterns, !patterns, size conditions; none = every domain. */
+  rules: z.array(z.string().min(1)).default([]),
+  /** Initial relayout.lua globals (R2); 0 = unlimited. */
+  maxMessagesPerConnection: z.number().int().min(0).default(0),
+  maxRecipientsPerConnection: z.number().int().min(0).default(0),
+  maxRecipientsPerMessage: z.number().int().min(0).default(0),
+  useBATV: z.boolean().default(false),
+  /** Parallel connections to one destination host. */
+  connectionsPerDestination: z.number().int().min(1).default(4),
+  timeouts: z
+    .strictObject({ connect: z.number().int().positive().optional(), command: z.number().int().positive().optional() })
+    .prefault({}),
+});
+
 export const configSchema = z.strictObject({
   hostname: z.string().min(1).default('localhost'),
   dataDir: z.string().min(1).default('./var'),
@@ -102,6 +133,15 @@ export const configSchema = z.strictObject({
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  /** Outbound message senders (R1), ids from 0; none = remote mail waits in the queue. */
+  senders: z.array(senderSchema).default([]),
+  delivery: z
+    .strictObject({
+      /** A send run of every sender at least this often (and soon after mail is queued). */
+      runIntervalSeconds: z.number().positive().default(60),
+      retry: retryScheduleSchema.prefault({}),
     })
     .prefault({}),
   /** Where a copy of every message with BCC recipients goes (MonitorBcc's default, S22); "" = none. */
@@ -157,6 +197,8 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
 });
+
+export type SenderConfig = z.output<typeof senderSchema>;
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;

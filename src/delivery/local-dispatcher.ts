@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Envelope } from '../queue/envelope.js';
-import type { Spool } from '../queue/spool.js';
+import type { QueueIndex } from '../queue/queue-index.js';
 import type { MaildirDelivery } from './maildir.js';
 
 const RETRY_MIN_MS = 30_000;
@@ -21,14 +21,14 @@ export class LocalDispatcher {
   private stopped = false;
 
   constructor(
-    private readonly spool: Spool,
+    private readonly index: QueueIndex,
     private readonly maildir: MaildirDelivery,
     private readonly log: Logger,
   ) {}
 
   /** A freshly committed (or recovered) message. */
   enqueue(env: Envelope): void {
-    if (!env.recipients.some((r) => r.state === 'pending' && r.route.kind === 'local')) return;
+    if (env.hold || !env.recipients.some((r) => r.state === 'pending' && r.route.kind === 'local')) return;
     const wait = (env.nextAttempt ?? 0) - Date.now();
     if (wait > 0) {
       const t = setTimeout(() => {
@@ -61,42 +61,43 @@ export class LocalDispatcher {
     }
   }
 
-  private async deliver(env: Envelope): Promise<void> {
-    const source = this.spool.messagePath(env.id);
-    let failed = false;
-    const done = new Map<string, Promise<string>>();
-    for (const r of env.recipients) {
-      if (r.state !== 'pending' || r.route.kind !== 'local') continue;
-      const mailbox = r.route.mailbox;
-      // Several recipients may share a mailbox (aliases): one copy each mailbox.
-      let p = done.get(mailbox);
-      if (!p) {
-        p = this.maildir.deliver(source, mailbox);
-        done.set(mailbox, p);
-      }
-      try {
-        const file = await p;
-        r.state = 'delivered';
+  private async deliver(queued: Envelope): Promise<void> {
+    let retry: Envelope | null = null;
+    await this.index.update(queued.id, async (env) => {
+      if (env.hold) return false;
+      const source = this.index.spool.messagePath(env.id);
+      let failed = false;
+      let touched = false;
+      const done = new Map<string, Promise<string>>();
+      for (const r of env.recipients) {
+        if (r.state !== 'pending' || r.route.kind !== 'local') continue;
+        touched = true;
+        const mailbox = r.route.mailbox;
+        // Several recipients may share a mailbox (aliases): one copy each mailbox.
+        let p = done.get(mailbox);
+        if (!p) {
+          p = this.maildir.deliver(source, mailbox);
+          done.set(mailbox, p);
+        }
         r.attempts = (r.attempts ?? 0) + 1;
-        this.log.info({ queueId: env.id, to: r.address, mailbox, file }, 'delivered');
-      } catch (err) {
-        failed = true;
-        r.attempts = (r.attempts ?? 0) + 1;
-        r.lastError = (err as Error).message;
-        this.log.warn({ queueId: env.id, to: r.address, mailbox, err: r.lastError, attempts: r.attempts }, 'local delivery deferred');
+        try {
+          const file = await p;
+          r.state = 'delivered';
+          this.log.info({ queueId: env.id, to: r.address, mailbox, file }, 'delivered');
+        } catch (err) {
+          failed = true;
+          r.lastError = (err as Error).message;
+          this.log.warn({ queueId: env.id, to: r.address, mailbox, err: r.lastError, attempts: r.attempts }, 'local delivery deferred');
+        }
       }
-    }
-    const unsettled = env.recipients.some((r) => r.state === 'pending');
-    if (!unsettled) {
-      await this.spool.remove(env.id);
-      return;
-    }
-    if (failed) {
-      const attempts = Math.max(...env.recipients.map((r) => r.attempts ?? 0));
-      env.nextAttempt = Date.now() + Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.max(0, attempts - 1));
-    }
-    await this.spool.update(env);
-    if (failed) this.enqueue(env);
+      if (!touched) return false;
+      if (failed) {
+        const attempts = Math.max(...env.recipients.map((r) => r.attempts ?? 0));
+        env.nextAttempt = Date.now() + Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.max(0, attempts - 1));
+        retry = env;
+      }
+    });
+    if (retry) this.enqueue(retry);
   }
 
   /** Resolves when nothing is being delivered right now (tests, shutdown). */

@@ -19,6 +19,10 @@ export interface EnvelopeRecipient {
   /** Last delivery error, for `queue list` and the logs. */
   lastError?: string;
   attempts?: number;
+  /** Epoch ms before which the relay does not try this recipient again (R4 backoff). */
+  nextAttempt?: number;
+  /** A delay notice (R4) went out for this recipient. */
+  delayWarned?: boolean;
 }
 
 /** Everything the queue keeps about a message besides its bytes. */
@@ -39,6 +43,8 @@ export interface Envelope {
   dsn?: { ret?: 'FULL' | 'HDRS'; envid?: string };
   /** Epoch ms before which no delivery attempt is made (retry backoff). */
   nextAttempt?: number;
+  /** Held by the administrator: not delivered until released. */
+  hold?: boolean;
 }
 
 export function pendingRecipients(env: Envelope): EnvelopeRecipient[] {

@@ -25,7 +25,10 @@ export async function rewriteHeader(path: string, modifiers: string[], keep: num
     await src.close();
     throw err;
   }
-  const edited = Buffer.from(applyModifiers(header.toString('latin1'), modifiers), 'latin1');
+  // The header is worked on as bytes (one character each), so the modifiers, which are text,
+  // go in as their UTF-8 bytes: both come out as they were.
+  const asBytes = modifiers.map((m) => Buffer.from(m, 'utf8').toString('latin1'));
+  const edited = Buffer.from(applyModifiers(header.toString('latin1'), asBytes), 'latin1');
   const tmp = `${path}.rewrite`;
   const dst = await open(tmp, 'w', 0o600);
   try {

@@ -68,6 +68,17 @@ export class MessageWriter {
     });
   }
 
+  /**
+   * Writes what has been given so far to the file without closing it, so that it can be read
+   * (ProcessMessage's helpers read the stored message). Throws the first write error.
+   */
+  async flushed(): Promise<void> {
+    this.flush();
+    await this.inflight;
+    await this.opening;
+    if (this.error) throw this.error;
+  }
+
   /** Writes what remains, fsyncs (when asked) and closes. Throws the first write error. */
   async finish(fsync: boolean): Promise<void> {
     this.flush();

@@ -68,13 +68,16 @@ export class Spool {
 
   /**
    * A new message file made from a stored one: `prefix` (our Return-Path and extra header
-   * lines) then the source from `from` on. Fsynced; commit it with `commitEnvelope`.
+   * lines, written in UTF-8 as the original's Return-Path is) then the source from `from` on. Fsynced; commit it with `commitEnvelope`.
    */
   async writeCopy(sourceId: string, id: string, prefix: string, from: number): Promise<number> {
     const src = await open(this.messagePath(sourceId), 'r');
-    const dst = await open(this.messagePath(id), 'wx', 0o600);
+    const dst = await open(this.messagePath(id), 'wx', 0o600).catch(async (err: unknown) => {
+      await src.close();
+      throw err;
+    });
     try {
-      let size = (await dst.write(Buffer.from(prefix, 'latin1'))).bytesWritten;
+      let size = (await dst.write(Buffer.from(prefix, 'utf8'))).bytesWritten;
       const chunk = Buffer.alloc(256 * 1024);
       for (let pos = from; ; ) {
         const { bytesRead } = await src.read(chunk, 0, chunk.length, pos);

@@ -57,6 +57,8 @@ export class LuaState {
     this.id = s.id;
     this.budget = s.budget;
     vm.m._luaL_openlibs(this.L);
+    // Budgeted pattern matching, which the prelude installs in the string library.
+    vm.installPatterns(this.L);
     this.setupHostDispatch();
     const r = this.loadAndRun(Buffer.from(SANDBOX_PRELUDE), '=sandbox', 't');
     if (r.kind !== 'ok') throw new Error(`sandbox setup failed: ${r.kind === 'error' || r.kind === 'stopped' ? r.message : r.kind}`);

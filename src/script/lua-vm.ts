@@ -1,5 +1,6 @@
 import { LuaWasm } from 'wasmoon';
 import type { LuaState, LuaValue } from './lua-state.js';
+import { CAP_POSITION, CAP_UNFINISHED, PatternMatcher, noSpecials } from './lua-pattern.js';
 
 /** The raw Emscripten module of wasmoon: Lua 5.4's C API as exported wasm functions. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -41,6 +42,64 @@ export interface StateBudget {
 const HOOK_EVERY = 1000;
 
 /**
+ * wasmoon's build wraps every wasm export in a closure asserting that the runtime is ready,
+ * which builds a template string and calls through `apply`: some 40 ns a call, more than Lua's
+ * own matching of a short anchored pattern. The raw exports are caught as wasmoon instantiates
+ * its module (WebAssembly.instantiate, wrapped only while an initialization is under way) and
+ * used by the pattern functions, which run for every line a script looks at. Without them
+ * (another loader), the wrapped functions serve.
+ */
+let initializing = 0;
+let realInstantiate: typeof WebAssembly.instantiate | null = null;
+const caughtExports: WebAssembly.Exports[] = [];
+
+async function initializeWithExports(): Promise<{ module: LuaModule; exports: WebAssembly.Exports | null }> {
+  if (initializing++ === 0) {
+    const real = WebAssembly.instantiate;
+    realInstantiate = real;
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    (WebAssembly as any).instantiate = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      const r = await (real as any).apply(this, args);
+      const instance = r instanceof WebAssembly.Instance ? r : r?.instance;
+      if (instance instanceof WebAssembly.Instance) caughtExports.push(instance.exports);
+      return r;
+    };
+  }
+  let lw: LuaWasm;
+  try {
+    lw = await LuaWasm.initialize();
+  } finally {
+    if (--initializing === 0) WebAssembly.instantiate = realInstantiate!;
+  }
+  // The instance whose memory is this module's heap.
+  const heap = lw.module.HEAPU8.buffer;
+  const i = caughtExports.findIndex((e) => e.memory instanceof WebAssembly.Memory && e.memory.buffer === heap);
+  const exports = i >= 0 ? caughtExports.splice(i, 1)[0] : null;
+  if (initializing === 0) caughtExports.length = 0;
+  return { module: lw.module, exports };
+}
+
+/** Buffer's search (linear time), on views of the wasm heap. */
+const indexOf = Buffer.prototype.indexOf as (this: Uint8Array, value: Uint8Array, byteOffset: number) => number;
+
+/** Thrown inside the pattern matcher when the budget says stop. */
+class BudgetStop extends Error {}
+
+/** Registry keys of the pattern functions for the sandbox prelude (lua-pattern.ts, sandbox.ts). */
+export const PATTERNS_KEY = 'moonpost.patterns';
+export const GMATCH_KEY = 'moonpost.gmatch';
+export const GSUB_KEY = 'moonpost.gsub';
+
+/** posrelatI of lstrlib.c: a 1-based start position, negative from the end, clipped to 1. */
+function posrelatI(pos: bigint, len: number): number {
+  if (pos > 0n) return pos > BigInt(len) + 1n ? len + 2 : Number(pos);
+  if (pos === 0n) return 1;
+  if (pos < -BigInt(len)) return 1;
+  return len + Number(pos) + 1;
+}
+
+/**
  * One WebAssembly instance of Lua. It owns the shared allocator (with a per-state memory cap)
  * and the shared count hook (with per-call deadlines), because wasm function-table slots are
  * scarce and a JS call per state would be wasted. Only one state runs at a time (JS is single
@@ -48,6 +107,8 @@ const HOOK_EVERY = 1000;
  */
 export class LuaVm {
   readonly m: LuaModule;
+  /** `m` with its C API functions replaced by the raw wasm exports when they could be caught. */
+  private readonly api: LuaModule;
   private readonly budgets = new Map<number, StateBudget>();
   private nextId = 1;
   readonly allocFn: number;
@@ -62,9 +123,17 @@ export class LuaVm {
   private scratch = 0;
   private scratchSize = 0;
   private readonly lenPtr: number;
+  /** The C functions behind string.find/match/gmatch/gsub (see installPatterns). */
+  private readonly patternFns: Record<string, number>;
+  private readonly matcher = new PatternMatcher((steps) => this.chargeSteps(steps));
 
-  private constructor(m: LuaModule) {
+  private constructor(m: LuaModule, exports: WebAssembly.Exports | null) {
     this.m = m;
+    // The C API without wasmoon's assertion wrappers, for the pattern functions.
+    this.api = Object.create(m);
+    if (exports) {
+      for (const [name, f] of Object.entries(exports)) if (typeof f === 'function' && name.startsWith('lua') && typeof m[`_${name}`] === 'function') this.api[`_${name}`] = f;
+    }
     this.lenPtr = m._malloc(8);
     this.allocFn = m.addFunction((ud: number, ptr: number, osize: number, nsize: number): number => {
       const b = this.budgets.get(ud);
@@ -91,19 +160,42 @@ export class LuaVm {
     this.hookFn = m.addFunction((L: number): void => {
       const b = this.running;
       if (!b) return;
-      b.instructions += HOOK_EVERY;
-      if (!b.stopped) {
-        if (b.instructions > b.maxInstructions) b.stopped = 'instructions';
-        else if (performance.now() > b.deadline) b.stopped = 'timeout';
-      }
-      if (b.stopped) {
-        // From now on every instruction raises, so a pcall loop cannot swallow the stop.
-        m._lua_sethook(L, this.hookFn, LUA_MASKCOUNT, 1);
-        this.pushString(L, `script stopped: ${b.stopped} budget exceeded`);
-        m._lua_error(L);
-      }
+      if (this.overBudget(b, HOOK_EVERY)) this.raiseStop(L, b);
     }, 'vii');
     this.hostFn = m.addFunction((L: number): number => this.dispatch(L), 'ii');
+    const fn = (f: (L: number) => number): number => m.addFunction(f, 'ii');
+    this.patternFns = {
+      find: fn((L) => this.strFind(L, true)),
+      match: fn((L) => this.strFind(L, false)),
+      gmatch: fn((L) => this.strGmatch(L)),
+      gsub: fn((L) => this.strGsub(L)),
+      gmatch_step: fn((L) => this.gmatchStep(L)),
+      gsub_step: fn((L) => this.gsubStep(L)),
+    };
+  }
+
+  /** Charges `n` instructions; true when the budget is now (or was already) stopped. */
+  private overBudget(b: StateBudget, n: number): boolean {
+    b.instructions += n;
+    if (!b.stopped) {
+      if (b.instructions > b.maxInstructions) b.stopped = 'instructions';
+      else if (performance.now() > b.deadline) b.stopped = 'timeout';
+    }
+    return b.stopped !== null;
+  }
+
+  /** Raises the stop of `b` in `L`; from now on every instruction raises it again. */
+  private raiseStop(L: number, b: StateBudget): never {
+    // Every instruction raises, so a pcall loop cannot swallow the stop.
+    this.api._lua_sethook(L, this.hookFn, LUA_MASKCOUNT, 1);
+    this.pushString(L, `script stopped: ${b.stopped} budget exceeded`);
+    return this.api._lua_error(L) as never;
+  }
+
+  /** The pattern matcher's budget check: one step counts as one instruction. */
+  private chargeSteps(steps: number): void {
+    const b = this.running;
+    if (b && this.overBudget(b, steps)) throw new BudgetStop();
   }
 
   /**
@@ -142,6 +234,252 @@ export class LuaVm {
     return results.length;
   }
 
+  /**
+   * Leaves the pattern functions in the registry of a new state, for the sandbox prelude to
+   * install as string.find, string.match, string.gmatch and string.gsub (with the Lua halves of
+   * gmatch and gsub, which it leaves under GMATCH_KEY and GSUB_KEY).
+   */
+  installPatterns(L: number): void {
+    const m = this.api;
+    m._lua_createtable(L, 0, 6);
+    for (const [name, f] of Object.entries(this.patternFns)) {
+      m._lua_pushcclosure(L, f, 0);
+      m._lua_setfield(L, -2, this.cstr(name));
+    }
+    m._lua_setfield(L, LUA_REGISTRYINDEX, this.cstr(PATTERNS_KEY));
+  }
+
+  /**
+   * string.find and string.match (str_find_aux of lstrlib.c): the same argument checks and
+   * errors (the C API raises them, from this C function, as Lua's would), a plain search by
+   * Buffer.indexOf, and the pattern matcher of lua-pattern.ts under the budget. The strings are
+   * matched in place in the wasm heap and captures pushed from there.
+   */
+  private strFind(L: number, find: boolean): number {
+    const m = this.api;
+    const lenPtr = this.lenPtr;
+    const top: number = m._lua_gettop(L);
+    const s: number = m._luaL_checklstring(L, 1, lenPtr);
+    const ls: number = m.HEAPU32[lenPtr >> 2];
+    const p: number = m._luaL_checklstring(L, 2, lenPtr);
+    const lp: number = m.HEAPU32[lenPtr >> 2];
+    const init = top >= 3 ? posrelatI(m._luaL_optinteger(L, 3, 1n), ls) - 1 : 0;
+    if (init > ls) {
+      m._lua_pushnil(L);
+      return 1;
+    }
+    // After the conversions above, which may have grown the heap.
+    const heap: Uint8Array = m.HEAPU8;
+    if (find && ((top >= 4 && m._lua_toboolean(L, 4)) || noSpecials(heap, p, p + lp))) {
+      const at = this.plainSearch(heap, s, ls, init, p, lp);
+      if (at < 0) {
+        m._lua_pushnil(L);
+        return 1;
+      }
+      m._lua_pushinteger(L, BigInt(at + 1));
+      m._lua_pushinteger(L, BigInt(at + lp));
+      return 2;
+    }
+    const start = this.runMatch(L, 1, heap, s, ls, init, p, lp, true, -1);
+    if (start < 0) {
+      m._lua_pushnil(L);
+      return 1;
+    }
+    if (!find) return this.pushCaptures(L, 1, s, start, this.matcher.end);
+    m._lua_pushinteger(L, BigInt(start - s + 1));
+    m._lua_pushinteger(L, BigInt(this.matcher.end - s));
+    return 2 + this.pushCaptures(L, 1, s, -1, -1);
+  }
+
+  /**
+   * lmemfind, in linear time: the 0-based offset of the match, or -1. Buffer.indexOf, except
+   * where the naive search is bounded by a few thousand comparisons (a header line), which is
+   * cheaper than making the two views.
+   */
+  private plainSearch(heap: Uint8Array, s: number, ls: number, init: number, p: number, lp: number): number {
+    if (lp === 0) return init;
+    const span = ls - init;
+    if (lp > span) return -1;
+    const b = this.running;
+    if (b) b.instructions += span >> 4;
+    if (span * lp <= 4096) {
+      const first = heap[p];
+      const last = s + ls - lp;
+      outer: for (let i = s + init; i <= last; i++) {
+        if (heap[i] !== first) continue;
+        for (let j = 1; j < lp; j++) if (heap[i + j] !== heap[p + j]) continue outer;
+        return i - s;
+      }
+      return -1;
+    }
+    const hay = new Uint8Array(heap.buffer, heap.byteOffset + s, ls);
+    return indexOf.call(hay, new Uint8Array(heap.buffer, heap.byteOffset + p, lp), init);
+  }
+
+  /**
+   * Runs the matcher over the subject at `s` (length `ls`) from offset `init`; returns the
+   * absolute start of the match or -1. A malformed pattern raises Lua's error with the position
+   * of the Lua function `level` levels up; a budget stop raises the stop.
+   */
+  private runMatch(L: number, level: number, heap: Uint8Array, s: number, ls: number, init: number, p: number, lp: number, anchorable: boolean, lastMatch: number): number {
+    const b = this.running;
+    if (b?.stopped) this.raiseStop(L, b);
+    let start = -1;
+    let failure: unknown = null;
+    // Only JS runs in here: a Lua error (a longjmp, thrown as a JS value) must not be caught.
+    try {
+      start = this.matcher.find(heap, s, s + ls, s + init, heap, p, p + lp, anchorable, lastMatch);
+    } catch (err) {
+      failure = err;
+    }
+    const steps = this.matcher.takeSteps();
+    if (b) b.instructions += steps;
+    if (failure !== null) {
+      if (failure instanceof BudgetStop && b) this.raiseStop(L, b);
+      // A PatternError, or a bug, which must not unwind through the Lua VM as a JS exception.
+      this.raiseError(L, level, failure instanceof Error ? failure.message : String(failure));
+    }
+    return start;
+  }
+
+  /** luaL_error as seen from a C function: "chunk:line: message" of the caller `level` up. */
+  private raiseError(L: number, level: number, message: string): never {
+    this.api._luaL_where(L, level);
+    this.pushString(L, message);
+    this.api._lua_concat(L, 2);
+    return this.api._lua_error(L) as never;
+  }
+
+  /**
+   * push_captures of lstrlib.c: the captures of the last match, or the whole match
+   * `start`..`end` when the pattern has none (none at all when `start` is -1).
+   */
+  private pushCaptures(L: number, level: number, s: number, start: number, end: number): number {
+    const m = this.api;
+    const mt = this.matcher;
+    const n = mt.level;
+    if (n === 0) {
+      if (start < 0) return 0;
+      m._lua_pushlstring(L, start, end - start);
+      return 1;
+    }
+    for (let i = 0; i < n; i++) if (mt.capLen[i] === CAP_UNFINISHED) this.raiseError(L, level, 'unfinished capture');
+    if (n > 16) m._luaL_checkstack(L, n, this.cstr('too many captures'));
+    for (let i = 0; i < n; i++) {
+      const len = mt.capLen[i];
+      if (len === CAP_POSITION) m._lua_pushinteger(L, BigInt(mt.capInit[i] - s + 1));
+      else m._lua_pushlstring(L, mt.capInit[i], len);
+    }
+    return n;
+  }
+
+  /**
+   * string.gmatch: lstrlib.c's argument checks, then the Lua half from the prelude makes the
+   * iterator (called from here, as native gmatch is a C function: a yield cannot cross it).
+   */
+  private strGmatch(L: number): number {
+    const m = this.api;
+    m._luaL_checklstring(L, 1, this.lenPtr);
+    const ls: number = m.HEAPU32[this.lenPtr >> 2];
+    m._luaL_checklstring(L, 2, 0);
+    let init = posrelatI(m._luaL_optinteger(L, 3, 1n), ls) - 1;
+    if (init > ls) init = ls + 1;
+    m._lua_getfield(L, LUA_REGISTRYINDEX, this.cstr(GMATCH_KEY));
+    m._lua_pushvalue(L, 1);
+    m._lua_pushvalue(L, 2);
+    m._lua_pushnumber(L, init);
+    m._lua_callk(L, 3, 1, 0, 0);
+    return 1;
+  }
+
+  /** string.gsub: lstrlib.c's argument checks, in its order, then the Lua half from the prelude. */
+  private strGsub(L: number): number {
+    const m = this.api;
+    m._luaL_checklstring(L, 1, this.lenPtr);
+    const srcl: number = m.HEAPU32[this.lenPtr >> 2];
+    m._luaL_checklstring(L, 2, 0);
+    const tr: number = m._lua_type(L, 3);
+    const maxS: bigint = m._luaL_optinteger(L, 4, BigInt(srcl + 1));
+    if (tr !== T_NUMBER && tr !== T_STRING && tr !== T_FUNCTION && tr !== T_TABLE) m._luaL_typeerror(L, 3, this.cstr('string/function/table'));
+    // add_s reads a number replacement with lua_tolstring, which makes it a string in place.
+    if (tr === T_NUMBER) m._lua_tolstring(L, 3, 0);
+    m._lua_getfield(L, LUA_REGISTRYINDEX, this.cstr(GSUB_KEY));
+    m._lua_pushvalue(L, 1);
+    m._lua_pushvalue(L, 2);
+    m._lua_pushvalue(L, 3);
+    m._lua_pushinteger(L, maxS);
+    m._lua_callk(L, 4, 2, 0, 0);
+    return 2;
+  }
+
+  /**
+   * gmatch_step(s, p, src, last), for the prelude's gmatch iterator: the next match from offset
+   * `src`, skipping an empty one at `last` (the previous end, or -1). Returns its end offset and
+   * its captures (or the whole match), or nothing. Offsets are floats: they never reach scripts.
+   */
+  private gmatchStep(L: number): number {
+    const m = this.api;
+    const s: number = m._lua_tolstring(L, 1, this.lenPtr);
+    const ls: number = m.HEAPU32[this.lenPtr >> 2];
+    const p: number = m._lua_tolstring(L, 2, this.lenPtr);
+    const lp: number = m.HEAPU32[this.lenPtr >> 2];
+    if (!s || !p) return 0;
+    const src: number = m._lua_tonumberx(L, 3, 0);
+    const last: number = m._lua_tonumberx(L, 4, 0);
+    // Errors name the caller of the iterator (level 1 is the iterator).
+    const start = this.runMatch(L, 2, m.HEAPU8, s, ls, src, p, lp, false, last >= 0 ? s + last : -1);
+    if (start < 0) return 0;
+    const end = this.matcher.end;
+    m._lua_pushnumber(L, end - s);
+    return 1 + this.pushCaptures(L, 2, s, start, end);
+  }
+
+  /**
+   * gsub_step(s, p, src, last, values), for the prelude's gsub: the next match as gmatch_step
+   * finds it (but with '^' anchoring). Returns its start and end offsets, the number of
+   * captures (negated when one is unfinished, which is then `false`), and when `values` is
+   * true the captures (or the whole match); or nothing. The caller of gsub is three levels up
+   * (gsub, its Lua half, here).
+   */
+  private gsubStep(L: number): number {
+    const m = this.api;
+    const s: number = m._lua_tolstring(L, 1, this.lenPtr);
+    const ls: number = m.HEAPU32[this.lenPtr >> 2];
+    const p: number = m._lua_tolstring(L, 2, this.lenPtr);
+    const lp: number = m.HEAPU32[this.lenPtr >> 2];
+    if (!s || !p) return 0;
+    const src: number = m._lua_tonumberx(L, 3, 0);
+    const last: number = m._lua_tonumberx(L, 4, 0);
+    const start = this.runMatch(L, 3, m.HEAPU8, s, ls, src, p, lp, true, last >= 0 ? s + last : -1);
+    if (start < 0) return 0;
+    const mt = this.matcher;
+    const end = mt.end;
+    const n = mt.level;
+    m._lua_pushnumber(L, start - s);
+    m._lua_pushnumber(L, end - s);
+    if (!m._lua_toboolean(L, 5)) {
+      // Only the positions (a replacement string without captures in it).
+      m._lua_pushnumber(L, n);
+      return 3;
+    }
+    if (n === 0) {
+      m._lua_pushnumber(L, 0);
+      m._lua_pushlstring(L, start, end - start);
+      return 4;
+    }
+    let unfinished = false;
+    for (let i = 0; i < n; i++) if (mt.capLen[i] === CAP_UNFINISHED) unfinished = true;
+    m._lua_pushnumber(L, unfinished ? -n : n);
+    if (n > 16) m._luaL_checkstack(L, n, this.cstr('too many captures'));
+    for (let i = 0; i < n; i++) {
+      const len = mt.capLen[i];
+      if (len === CAP_UNFINISHED) m._lua_pushboolean(L, 0);
+      else if (len === CAP_POSITION) m._lua_pushinteger(L, BigInt(mt.capInit[i] - s + 1));
+      else m._lua_pushlstring(L, mt.capInit[i], len);
+    }
+    return 3 + n;
+  }
+
   pushHostClosure(L: number, name: string): void {
     this.pushString(L, name);
     this.m._lua_pushcclosure(L, this.hostFn, 1);
@@ -156,8 +494,8 @@ export class LuaVm {
   }
 
   static async create(): Promise<LuaVm> {
-    const lw = await LuaWasm.initialize();
-    return new LuaVm(lw.module);
+    const { module, exports } = await initializeWithExports();
+    return new LuaVm(module, exports);
   }
 
   /** A new state with its own memory cap; returns its pointer and budget. */

@@ -5,6 +5,7 @@ import { LuaVm } from './lua-vm.js';
 import { LuaState, type CallBudget, type LuaValue } from './lua-state.js';
 import { ScriptStore, findCaseInsensitive } from './script-store.js';
 import { ScriptHooks } from './smtpsvr-hooks.js';
+import { RelayoutRun, type RunSettings } from './relayout-hooks.js';
 import { ScriptMetrics } from './metrics.js';
 import { readFileSync } from 'node:fs';
 import type { CompiledScript } from './compile.js';
@@ -42,6 +43,7 @@ export class ScriptHost {
   private vm: LuaVm | null = null;
   private nextVm: Promise<LuaVm> | null = null;
   smtpsvr: ScriptStore | null = null;
+  relayout: ScriptStore | null = null;
   readonly metrics = new ScriptMetrics();
   readonly budget: CallBudget;
   private readonly memoryLimit: number;
@@ -65,6 +67,8 @@ export class ScriptHost {
     this.vm = await LuaVm.create();
     this.smtpsvr = new ScriptStore(this.dir, 'SMTPSVR.LUA', this.vm, this.log.child({ part: 'scripts' }));
     await this.smtpsvr.start();
+    this.relayout = new ScriptStore(this.dir, 'relayout.lua', this.vm, this.log.child({ part: 'scripts' }));
+    await this.relayout.start();
   }
 
   /** Opens the Lua VM without watching a scripts folder (the script test bench). */
@@ -75,11 +79,12 @@ export class ScriptHost {
 
   stop(): void {
     this.smtpsvr?.stop();
+    this.relayout?.stop();
   }
 
   /** Re-reads the scripts (SIGHUP). */
   reload(): Promise<void> {
-    return this.smtpsvr?.reload() ?? Promise.resolve();
+    return Promise.all([this.smtpsvr?.reload(), this.relayout?.reload()]).then(() => undefined);
   }
 
   private currentVm(): LuaVm {
@@ -130,6 +135,13 @@ export class ScriptHost {
     const path = findCaseInsensitive(this.dir, `${name}.lua`);
     if (!path) throw new Error(`module '${name}' not found in the scripts folder`);
     return readFileSync(path, 'latin1');
+  }
+
+  /** relayout.lua for one send run (R2): a fresh state when the script exists, else defaults. */
+  relayoutRun(sender: { id: number; name: string }, settings: RunSettings, log: Logger): RelayoutRun {
+    const script = this.relayout?.current;
+    const state = script ? this.newState(script, log) : null;
+    return new RelayoutRun(state, sender.id, sender.name, settings, this.budget, log, this.metrics);
   }
 
   /** SMTPSVR.LUA hooks for a new session, or null when there is no script. */

@@ -306,7 +306,10 @@ export class ScriptHooks implements SessionHooks {
       delete: luaBool(t.Delete ?? false),
       ignore: luaBool(t.Ignore ?? false),
       reason: typeof t.Reason === 'string' ? t.Reason : '',
-      recipients: strings(t.Recipients),
+      // Addresses as RCPT TO gives them, with or without <>; empty entries mean nothing.
+      recipients: strings(t.Recipients)
+        .map((x) => x.trim().replace(/^<(.*)>$/, '$1'))
+        .filter(Boolean),
       headerModifiers: strings(t.HeaderModifiers),
     };
   }

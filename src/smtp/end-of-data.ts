@@ -16,6 +16,8 @@ export interface EndOfDataInput {
   size: number;
   /** The configured BCC monitor address ("" = none), MonitorBcc's last argument. */
   monitor: string;
+  /** The stored message the VPOP3.GetMessage* helpers read, while ProcessMessage runs only. */
+  message?: { path: string; size: number; structure: unknown[] };
 }
 
 export type EndOfDataDecision =
@@ -65,15 +67,23 @@ export function decideEndOfData(i: EndOfDataInput): EndOfDataDecision {
     h?.logRecipientsBlocked(i.recipients, checked.lines.join(' '), i.sender, i.authSender, a.subject);
     return { kind: 'refuse', reply: checked };
   }
-  const actions: ProcessActions | null =
-    h?.processMessage({
-      mailFrom: i.sender,
-      subject: a.subject,
-      recipients: i.recipients,
-      structure: a.structure as unknown as Record<string, string | number>[],
-      size: i.size,
-      attachments: a.attachments as unknown as Record<string, string | number>[],
-    }) ?? null;
+  let actions: ProcessActions | null = null;
+  if (h) {
+    // The message helpers work inside ProcessMessage only (README): not in the other callbacks.
+    h.setMessageContext?.(i.message ?? null);
+    try {
+      actions = h.processMessage({
+        mailFrom: i.sender,
+        subject: a.subject,
+        recipients: i.recipients,
+        structure: a.structure as unknown as Record<string, string | number>[],
+        size: i.size,
+        attachments: a.attachments as unknown as Record<string, string | number>[],
+      });
+    } finally {
+      h.setMessageContext?.(null);
+    }
+  }
   if (actions?.delete && actions.ignore) return { kind: 'refuse', reply: refusalFor(actions.reason) };
   if (actions?.ignore) return { kind: 'discard' };
   let monitor: { to: string; bcc: string[] } | null = null;

@@ -714,7 +714,14 @@ export class Session {
     // While the transaction is still the session's, so that MailFrom is its sender (S7).
     if (!reader.tooBig && !reader.longLine) {
       this.scriptStep(() => (endReply = this.hooks?.endMessage() ?? null));
-      if (tx.analyser && !tx.scriptStopped && !isRefusal(endReply)) decision = this.endOfData(tx, reader.size);
+      if (tx.analyser && !tx.scriptStopped && !isRefusal(endReply)) {
+        // ProcessMessage's helpers read the stored file: every byte must be in it first. A
+        // write error shows again at the commit, which then refuses the message.
+        await tx.writer!.flushed().catch(() => undefined);
+        // The client went away meanwhile: abort() has dropped the transaction.
+        if (this.tx !== tx) return;
+        decision = this.endOfData(tx, reader.size);
+      }
     }
     this.tx = null;
     this.send(await this.settle(tx, reader, endReply, decision));
@@ -724,9 +731,10 @@ export class Session {
   /** S19: analysis, then CheckRecipients → ProcessMessage → MonitorBcc → LogRecipients. */
   private endOfData(tx: Transaction, size: number): EndOfDataDecision | null {
     const analysis = tx.analyser!.end();
-    const message = { path: this.ctx.spool.messagePath(tx.id), size, structure: analysis.structure };
+    // The helpers read the stored file, our trace header lines included: the Start/End
+    // offsets of the structure count them too, so its end is the analysed size.
+    const message = { path: this.ctx.spool.messagePath(tx.id), size: analysis.size, structure: analysis.structure };
     let decision: EndOfDataDecision | null = null;
-    this.hooks?.setMessageContext?.(message);
     this.scriptStep(() => {
       decision = decideEndOfData({
         hooks: this.hooks,
@@ -739,9 +747,9 @@ export class Session {
         locallySent: this.locallySent,
         size,
         monitor: this.ctx.config.monitorBcc,
+        message,
       });
     });
-    this.hooks?.setMessageContext?.(null);
     return decision;
   }
 
@@ -784,8 +792,9 @@ export class Session {
       { queueId: tx.id, from: env.sender, to: env.recipients.map((x) => x.address), size: env.size, ip: this.client.ip, outcome: 'queued' },
       'message queued',
     );
-    this.ctx.onQueued(env);
+    // The copy is made from the queue file, so before delivery may remove it.
     if (accepted?.monitor) await this.queueMonitorCopy(env, accepted.monitor);
+    this.ctx.onQueued(env);
     return endReply ?? reply(250, '2.0.0', `Ok: queued as ${tx.id}`);
   }
 

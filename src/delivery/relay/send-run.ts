@@ -1,0 +1,258 @@
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { Config, SenderConfig } from '../../config/schema.js';
+import { resolveSecret } from '../../config/load.js';
+import type { DnsResolver } from '../../dns/resolver.js';
+import type { Batv } from '../../policy/batv.js';
+import type { Directory } from '../../policy/directory.js';
+import type { Envelope, EnvelopeRecipient } from '../../queue/envelope.js';
+import type { QueueIndex } from '../../queue/queue-index.js';
+import type { ScriptHost } from '../../script/script-host.js';
+import type { RelayoutRun } from '../../script/relayout-hooks.js';
+import type { RecipientOutcome } from '../dsn.js';
+import { lookupMx, mxTargets } from '../mx.js';
+import type { RetrySchedule } from '../retry.js';
+import { selects, type SenderRules } from '../sender-rules.js';
+import { SmtpClient, SmtpClientError, type ClientOptions } from '../smtp-client.js';
+import { applyResults, type AttemptResult, type RelayCounters } from './outcomes.js';
+import { readHeader } from './header-data.js';
+
+export interface RunDeps {
+  config: Config;
+  index: QueueIndex;
+  scripts: ScriptHost;
+  dns: DnsResolver;
+  batv: Batv | null;
+  directory: Directory;
+  schedule: RetrySchedule;
+  counters: RelayCounters;
+  log: Logger;
+  /** Builds and queues a DSN (inside the message's lock: its file still exists). */
+  report(env: Envelope, outcomes: RecipientOutcome[]): Promise<void>;
+}
+
+interface Item {
+  env: Envelope;
+  rcpts: EnvelopeRecipient[];
+  priority: number;
+}
+
+interface Destination {
+  label: string;
+  targets: { host: string; address: string; port: number; servername?: string }[];
+}
+
+const p2 = (n: number): string => String(n).padStart(2, '0');
+
+/** R5: local time of queueing as YYYYMMDDHHMMSS. */
+export function creationTime(iso: string): string {
+  const d = new Date(iso);
+  return `${d.getFullYear()}${p2(d.getMonth() + 1)}${p2(d.getDate())}${p2(d.getHours())}${p2(d.getMinutes())}${p2(d.getSeconds())}`;
+}
+
+const domainOf = (a: string): string => a.slice(a.lastIndexOf('@') + 1).toLowerCase();
+
+/**
+ * One send run of one sender (R2): the due recipients its rules select, a fresh relayout.lua
+ * state (Start, CheckFile per message, priorities), then delivery to the smarthost or each
+ * domain's MX hosts, with ServerConnected per connection, ReturnCodeHandler on every reply
+ * and the Max* limits splitting transactions and connections.
+ */
+export class SendRun {
+  private readonly log: Logger;
+  private run!: RelayoutRun;
+
+  constructor(
+    private readonly sender: SenderConfig,
+    private readonly rules: SenderRules,
+    private readonly deps: RunDeps,
+  ) {
+    this.log = deps.log.child({ sender: sender.id });
+  }
+
+  private due(): Item[] {
+    const now = Date.now();
+    const out: Item[] = [];
+    for (const env of this.deps.index.list()) {
+      if (env.hold) continue;
+      const rcpts = env.recipients.filter(
+        (r) => r.state === 'pending' && r.route.kind === 'remote' && (r.nextAttempt ?? 0) <= now && selects(this.rules, r.address, env.size),
+      );
+      if (rcpts.length) out.push({ env, rcpts, priority: 50 });
+    }
+    return out;
+  }
+
+  async execute(): Promise<void> {
+    const due = this.due();
+    if (!due.length) return;
+    const s = this.sender;
+    this.run = this.deps.scripts.relayoutRun(s, {
+      useBATV: s.useBATV,
+      maxMessagesPerConnection: s.maxMessagesPerConnection,
+      maxRecipientsPerConnection: s.maxRecipientsPerConnection,
+      maxRecipientsPerMessage: s.maxRecipientsPerMessage,
+    }, this.log);
+    try {
+      this.run.start();
+      const items: Item[] = [];
+      for (const item of due) {
+        const path = this.deps.index.spool.messagePath(item.env.id);
+        const head = await readHeader(path, item.env.headerOffset).catch(() => ({ lines: [], data: {} }));
+        const a = this.run.checkFile({
+          filename: path,
+          size: item.env.size,
+          creationTime: creationTime(item.env.received),
+          returnPath: item.env.sender,
+          recipients: item.rcpts.map((r) => r.address),
+          headerData: head.data,
+          headerLines: head.lines,
+        });
+        if (a.skipSend) {
+          this.log.info({ queueId: item.env.id, reason: a.reason }, 'skipped by relayout.lua');
+          continue;
+        }
+        items.push({ ...item, priority: a.priority });
+      }
+      // R2: highest priority first, oldest first among equals.
+      items.sort((x, y) => y.priority - x.priority || (x.env.received < y.env.received ? -1 : x.env.received > y.env.received ? 1 : 0));
+      if (s.mode === 'smarthost') await this.deliver({ label: `${s.host}:${s.port}`, targets: [{ host: s.host!, address: s.host!, port: s.port }] }, items);
+      else await this.deliverByMx(items);
+    } finally {
+      this.run.close();
+    }
+  }
+
+  private async deliverByMx(items: Item[]): Promise<void> {
+    const byDomain = new Map<string, Item[]>();
+    for (const it of items) {
+      for (const r of it.rcpts) {
+        const d = domainOf(r.address);
+        const list = byDomain.get(d) ?? [];
+        const same = list.find((x) => x.env === it.env);
+        if (same) same.rcpts.push(r);
+        else list.push({ env: it.env, rcpts: [r], priority: it.priority });
+        byDomain.set(d, list);
+      }
+    }
+    await Promise.all(
+      [...byDomain].map(async ([domain, list]) => {
+        const mx = await lookupMx(this.deps.dns, domain, { localNames: [this.deps.config.hostname] });
+        if (mx.kind !== 'route') {
+          const code = mx.kind === 'permanent' ? 550 : 451;
+          for (const it of list) await this.settle(it, it.rcpts.map((r) => ({ address: r.address, code, enhanced: mx.status, reply: `${code} ${mx.status} ${mx.message}` })), domain);
+          return;
+        }
+        const targets = [...mxTargets(mx)].map((t) => ({ host: t.host, address: t.address, port: this.sender.port, servername: t.host }));
+        await this.deliver({ label: domain, targets }, list);
+      }),
+    );
+  }
+
+  private clientOptions(t: Destination['targets'][number]): ClientOptions {
+    const s = this.sender;
+    return {
+      host: t.address,
+      port: t.port,
+      servername: t.servername ?? (s.mode === 'smarthost' ? s.host : undefined),
+      tls: s.tls,
+      // Most MX hosts cannot be verified; opportunistic TLS to them is encryption only.
+      rejectUnauthorized: s.mode === 'mx' && s.tls === 'opportunistic' ? false : s.verifyCertificate,
+      ca: s.ca ? readFileSync(s.ca) : undefined,
+      helo: s.helo ?? this.deps.config.hostname,
+      auth: s.auth ? { user: s.auth.user, password: resolveSecret(s.auth.password, 'config', `senders[${s.id}].auth.password`), mechanism: s.auth.mechanism } : undefined,
+      timeouts: { ...(s.timeouts.connect ? { connect: s.timeouts.connect } : {}), ...(s.timeouts.command ? { mail: s.timeouts.command, rcpt: s.timeouts.command, greeting: s.timeouts.command, ehlo: s.timeouts.command, dataInit: s.timeouts.command } : {}) },
+      onReply: (cmd, full, last) => this.run.returnCode(cmd, full, last),
+    };
+  }
+
+  /** The first target that answers, in order; null with the last error when none does. */
+  private async connect(dest: Destination): Promise<{ client: SmtpClient } | { error: AttemptResult }> {
+    let last: AttemptResult = { address: '', code: 451, reply: `451 4.4.1 no usable host for ${dest.label}` };
+    for (const t of dest.targets) {
+      try {
+        const client = await SmtpClient.connect(this.clientOptions(t));
+        this.run.serverConnected(client.remote);
+        return { client };
+      } catch (err) {
+        last = errorResult(err, `${t.host}[${t.address}]:${t.port}`);
+        this.log.info({ relay: `${t.host}:${t.port}`, err: (err as Error).message }, 'connection failed');
+        // A permanent refusal of the greeting or EHLO is the server's answer, not a dead host.
+        if (last.code >= 500) break;
+      }
+    }
+    return { error: last };
+  }
+
+  private async deliver(dest: Destination, items: Item[]): Promise<void> {
+    const st = this.run.settings;
+    let client: SmtpClient | null = null;
+    let messages = 0;
+    let recipients = 0;
+    const pending = [...items];
+    while (pending.length) {
+      const it = pending.shift()!;
+      const per = st.maxRecipientsPerMessage || it.rcpts.length;
+      for (let i = 0; i < it.rcpts.length; i += per) {
+        const chunk = it.rcpts.slice(i, i + per);
+        // R2: the per-connection limits make the sender QUIT and reconnect.
+        if (client && ((st.maxMessagesPerConnection && messages >= st.maxMessagesPerConnection) || (st.maxRecipientsPerConnection && recipients + chunk.length > st.maxRecipientsPerConnection))) {
+          await client.quit();
+          client = null;
+        }
+        if (!client || client.closed) {
+          const c = await this.connect(dest);
+          if ('error' in c) {
+            // Nothing more goes to this destination in this run.
+            const rest = [{ ...it, rcpts: it.rcpts.slice(i) }, ...pending];
+            for (const x of rest) await this.settle(x, x.rcpts.map((r) => ({ ...c.error, address: r.address })), dest.label);
+            return;
+          }
+          client = c.client;
+          messages = 0;
+          recipients = 0;
+        }
+        const results = await this.transaction(client, it.env, chunk);
+        messages++;
+        recipients += chunk.length;
+        await this.settle({ ...it, rcpts: chunk }, results, client.label);
+      }
+    }
+    await client?.quit();
+  }
+
+  private async transaction(client: SmtpClient, env: Envelope, rcpts: EnvelopeRecipient[]): Promise<AttemptResult[]> {
+    let from = env.sender;
+    const batv = this.deps.batv;
+    // R6: a return path in a local domain goes out BATV-tagged.
+    if (this.run.settings.useBATV && batv && from && this.deps.directory.isLocalDomain(domainOf(from))) from = batv.sign(from);
+    try {
+      const r = await client.send({
+        from,
+        recipients: rcpts.map((x) => ({ address: x.address, notify: x.dsn?.notify, orcpt: x.dsn?.orcpt })),
+        size: env.size,
+        body: env.body,
+        smtputf8: env.smtputf8,
+        ret: env.dsn?.ret,
+        envid: env.dsn?.envid,
+        data: { path: this.deps.index.spool.messagePath(env.id), offset: env.headerOffset },
+      });
+      return r.perRecipient.map((p) => ({ address: p.address, code: p.code, enhanced: p.enhanced, reply: p.reply, remoteMta: client.remote }));
+    } catch (err) {
+      const e = errorResult(err, client.label);
+      return rcpts.map((x) => ({ ...e, address: x.address }));
+    }
+  }
+
+  private settle(it: Item, results: AttemptResult[], relay: string): Promise<void> {
+    return applyResults(this.deps.index, it.env.id, results, this.deps.schedule, this.deps.counters, this.log, relay, (env, o) => this.deps.report(env, o));
+  }
+}
+
+/** A network error or timeout is temporary (R4); a refusal keeps the server's code. */
+function errorResult(err: unknown, where: string): AttemptResult {
+  if (err instanceof SmtpClientError && err.reply && (err.kind === 'reply' || err.kind === 'auth')) {
+    return { address: '', code: err.reply.code >= 500 ? err.reply.code : 451, enhanced: err.reply.enhanced, reply: err.reply.full, remoteMta: where };
+  }
+  return { address: '', code: 451, enhanced: '4.4.1', reply: `451 4.4.1 ${where}: ${(err as Error).message}`, remoteMta: where };
+}
