@@ -1,7 +1,17 @@
 /** Starts the built moonpost (dist/cli.js) as a child process with a temp data dir and a benchmark config. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { withFdLimit } from './fd-limit.js';
+
+export interface MoonpostOptions {
+  /** The `limits:` flow mapping of the config (default: 1000 per IP, 2000 in all, 50 MB messages). */
+  limits?: string;
+  /** A Lua file installed as <dataDir>/scripts/SMTPSVR.LUA before the start. */
+  script?: string;
+  /** Raise the open-files soft limit to at least this (through `sh -c 'ulimit -n'`). */
+  fdLimit?: number;
+}
 
 export interface MoonpostInstance {
   pid: number;
@@ -13,7 +23,9 @@ export interface MoonpostInstance {
   stop(): Promise<void>;
 }
 
-function config(dataDir: string, port: number, domain: string): string {
+const DEFAULT_LIMITS = '{ connectionsPerIp: 1000, connections: 2000, messageSize: 52428800 }';
+
+function config(dataDir: string, port: number, domain: string, limits: string): string {
   return [
     `hostname: ${domain}`,
     `dataDir: ${JSON.stringify(dataDir)}`,
@@ -22,7 +34,7 @@ function config(dataDir: string, port: number, domain: string): string {
     'domains:',
     `  - { name: ${domain}, catchAll: true }`,
     'relay: { networks: [127.0.0.1/32], mode: ip }',
-    'limits: { connectionsPerIp: 1000, connections: 2000, messageSize: 52428800 }',
+    `limits: ${limits}`,
     'log: { level: warn }',
     '',
   ].join('\n');
@@ -39,11 +51,18 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
   });
 }
 
-export async function startMoonpost(cli: string, dir: string, port: number, domain: string): Promise<MoonpostInstance> {
+export async function startMoonpost(cli: string, dir: string, port: number, domain: string, opts: MoonpostOptions = {}): Promise<MoonpostInstance> {
   const dataDir = join(dir, 'var');
   const cfg = join(dir, 'moonpost.yaml');
-  await writeFile(cfg, config(dataDir, port, domain));
-  const child = spawn(process.execPath, [cli, 'serve', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+  await writeFile(cfg, config(dataDir, port, domain, opts.limits ?? DEFAULT_LIMITS));
+  if (opts.script) {
+    await mkdir(join(dataDir, 'scripts'), { recursive: true });
+    await copyFile(opts.script, join(dataDir, 'scripts', 'SMTPSVR.LUA'));
+  }
+  const argv = [cli, 'serve', '--config', cfg];
+  // With a wrapper, `exec` keeps the pid: child.pid is moonpost's own.
+  const [cmd, args] = opts.fdLimit ? withFdLimit(process.execPath, argv, opts.fdLimit) : [process.execPath, argv];
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr?.setEncoding('utf8');
   const ready = new Promise<void>((resolve, reject) => {

@@ -14,6 +14,11 @@ function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number | null {
   }
 }
 
+/** The current VmRSS of a process in kB, or null. */
+export function rssKb(pid: number): number | null {
+  return statusKb(pid, 'VmRSS');
+}
+
 export interface RssWindow {
   /** Ends the window; the peak in MB (max of sampled VmRSS and VmHWM), or null if nothing was readable. */
   end(): { peakMb: number | null; hwmIsLifetime: boolean };

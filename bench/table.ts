@@ -1,4 +1,17 @@
-/** Median and a plain-text table. */
+/** Median, number formatting, a plain-text table, and the printed part of one benchmark section. */
+
+/** What one part of the benchmark prints at the end, and the problems that make it exit 1. */
+export interface Section {
+  title: string;
+  table: string;
+  notes: string[];
+  problems: string[];
+}
+
+export function printSection(s: Section): void {
+  process.stdout.write(`\n${s.title}\n${s.table}\n`);
+  for (const n of s.notes) process.stdout.write(`${n}\n`);
+}
 
 export function median(xs: number[]): number | null {
   if (xs.length === 0) return null;

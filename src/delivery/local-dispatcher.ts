@@ -19,6 +19,8 @@ export class LocalDispatcher {
   private running = 0;
   private idleWaiters: (() => void)[] = [];
   private stopped = false;
+  /** Recipients delivered to a mailbox, and attempts that failed and wait for a retry. */
+  readonly counters = { delivered: 0, deferred: 0 };
 
   constructor(
     private readonly index: QueueIndex,
@@ -83,9 +85,11 @@ export class LocalDispatcher {
         try {
           const file = await p;
           r.state = 'delivered';
+          this.counters.delivered++;
           this.log.info({ queueId: env.id, to: r.address, mailbox, file }, 'delivered');
         } catch (err) {
           failed = true;
+          this.counters.deferred++;
           r.lastError = (err as Error).message;
           this.log.warn({ queueId: env.id, to: r.address, mailbox, err: r.lastError, attempts: r.attempts }, 'local delivery deferred');
         }

@@ -138,7 +138,7 @@ export class Spool {
       }
     }
     for (const name of names) {
-      const orphan = (name.endsWith('.msg') && !envIds.has(name.slice(0, -4))) || name.endsWith('.tmp');
+      const orphan = (name.endsWith('.msg') && !envIds.has(name.slice(0, -4))) || name.endsWith('.tmp') || name.endsWith('.rewrite');
       if (orphan) {
         await unlink(join(this.dir, name)).catch(() => undefined);
         removed.push(name);

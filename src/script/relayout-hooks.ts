@@ -60,6 +60,8 @@ end
  */
 export class RelayoutRun {
   private off = false;
+  /** The read-only ConnectedServer: "" until the first connection of the run. */
+  private connected = '';
 
   constructor(
     private readonly state: LuaState | null,
@@ -100,9 +102,10 @@ export class RelayoutRun {
     // Read-only globals are restored before every callback (S7).
     this.state!.setGlobal('senderid', this.senderId);
     this.state!.setGlobal('sendername', this.senderName);
+    this.state!.setGlobal('ConnectedServer', this.connected);
     const t0 = performance.now();
     const r = this.state!.call(hook, args, this.budget);
-    this.metrics.record(`relayout.${hook === '__moonpost_checkfile' ? 'CheckFile' : hook}`, r.kind, performance.now() - t0);
+    this.metrics.record(`relayout.${hook === '__moonpost_checkfile' ? 'CheckFile' : hook}`, r.kind, performance.now() - t0, 'message' in r ? r.message : undefined);
     if (r.kind === 'ok') {
       this.readSettings();
       return r.values;
@@ -144,7 +147,7 @@ export class RelayoutRun {
 
   serverConnected(server: string): void {
     if (!this.active) return;
-    this.state!.setGlobal('ConnectedServer', server);
+    this.connected = server;
     this.call('ServerConnected', []);
   }
 

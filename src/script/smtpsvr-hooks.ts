@@ -66,7 +66,7 @@ export class ScriptHooks implements SessionHooks {
   /** Last values of the IN/OUT globals pushed (or read back unchanged), so only changes cost a push. */
   private readonly pushed = new Map<string, LuaValue>();
   /** Hook calls made so far, in order: the script test bench prints them. */
-  trace: ((entry: { hook: string; args: LuaValue[]; result: CallResult }) => void) | null = null;
+  trace: ((entry: { hook: string; args: LuaValue[]; result: CallResult; ms: number }) => void) | null = null;
 
   constructor(
     private readonly state: LuaState,
@@ -143,16 +143,23 @@ export class ScriptHooks implements SessionHooks {
     }
   }
 
-  /** Runs one callback; null when it is absent, failed, or the script is off. */
-  private call(hook: string, args: LuaValue[], bytes = false): LuaValue[] | null {
+  /**
+   * Runs one callback; null when it is absent, failed, or the script is off. The per-line
+   * callbacks (`perLine`) skip the globals round trip: nothing a global reflects can change
+   * between two lines of one message, and what a line callback writes to an IN/OUT global is
+   * read back after the next whole callback (EndMessage at the latest). That round trip, not
+   * the Lua code, is most of a callback's cost.
+   */
+  private call(hook: string, args: LuaValue[], bytes = false, perLine = false): LuaValue[] | null {
     if (!this.has(hook)) return null;
-    this.setGlobals();
+    if (!perLine) this.setGlobals();
     const t0 = performance.now();
     const r = this.state.call(hook, args, this.budget, bytes);
-    this.metrics.record(hook, r.kind, performance.now() - t0);
-    this.trace?.({ hook, args, result: r });
+    const ms = performance.now() - t0;
+    this.metrics.record(hook, r.kind, ms, 'message' in r ? r.message : undefined);
+    this.trace?.({ hook, args, result: r, ms });
     if (r.kind === 'ok') {
-      this.readBack();
+      if (!perLine) this.readBack();
       return r.values;
     }
     if (r.kind === 'absent') return null;
@@ -272,11 +279,11 @@ export class ScriptHooks implements SessionHooks {
   }
 
   messageLineRaw(line: Buffer): void {
-    this.call('MessageLineRaw', [line]);
+    this.call('MessageLineRaw', [line], false, true);
   }
 
   messageLine(line: Buffer): Buffer | false | null {
-    const r = this.call('MessageLine', [line], true);
+    const r = this.call('MessageLine', [line], true, true);
     if (!r || r.length === 0 || r[0] === null) return null;
     const v = r[0];
     if (v === false) return false;

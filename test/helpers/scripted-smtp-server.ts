@@ -106,8 +106,15 @@ export class ScriptedServer {
     return this.context;
   }
 
-  async listen(): Promise<this> {
-    await new Promise<void>((res) => this.server.listen(0, '127.0.0.1', res));
+  /** Listens on `host:port` (default an ephemeral port on 127.0.0.1; MX tests use 127.0.0.x with one port). */
+  async listen(port = 0, host = '127.0.0.1'): Promise<this> {
+    await new Promise<void>((res, rej) => {
+      this.server.once('error', rej);
+      this.server.listen(port, host, () => {
+        this.server.off('error', rej);
+        res();
+      });
+    });
     this.port = (this.server.address() as AddressInfo).port;
     return this;
   }
@@ -128,8 +135,8 @@ export class ScriptedServer {
   }
 }
 
-export async function startScriptedServer(opts: ScriptedServerOptions = {}): Promise<ScriptedServer> {
-  return new ScriptedServer(opts).listen();
+export async function startScriptedServer(opts: ScriptedServerOptions = {}, port = 0, host = '127.0.0.1'): Promise<ScriptedServer> {
+  return new ScriptedServer(opts).listen(port, host);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

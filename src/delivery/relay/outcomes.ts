@@ -13,6 +13,8 @@ export interface AttemptResult {
   /** The remote reply, or our description of a local/network failure. */
   reply: string;
   remoteMta?: string;
+  /** The next hop took the DSN parameters (RFC 3461): it reports success itself, so no "relayed" DSN. */
+  dsnPassed?: boolean;
 }
 
 export interface RelayCounters {
@@ -58,7 +60,7 @@ export async function applyResults(
         r.state = 'delivered';
         counters.delivered++;
         log.info({ queueId: id, to: r.address, relay, reply: res.reply, delaySeconds: delay }, 'relayed');
-        outcomes.push({ ...base, action: 'relayed', status: statusOf(res, 2) });
+        if (!res.dsnPassed) outcomes.push({ ...base, action: 'relayed', status: statusOf(res, 2) });
       } else if (cls === 5 || shouldGiveUp(queuedAt, now, schedule)) {
         r.state = 'failed';
         counters.bounced++;

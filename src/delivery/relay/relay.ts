@@ -48,6 +48,7 @@ export class Relay {
       counters: this.counters,
       log,
       report: (env, outcomes) => this.report(env, outcomes),
+      stopping: () => this.stopped,
     };
   }
 
@@ -107,8 +108,8 @@ export class Relay {
     await applyResults(this.index, env.id, results, this.config.delivery.retry, this.counters, this.log, 'none', (e, o) => this.report(e, o));
   }
 
-  /** R4: an RFC 3464 report to the return path (none for <>), queued like any message. */
-  private async report(env: Envelope, outcomes: RecipientOutcome[]): Promise<void> {
+  /** R4: an RFC 3464 report to the return path (none for <>), queued like any message (also the admin's bounce). */
+  async report(env: Envelope, outcomes: RecipientOutcome[]): Promise<void> {
     try {
       const dsn = await prepareDsn({ envelope: env, messagePath: this.index.spool.messagePath(env.id), reportingMta: this.config.hostname, outcomes });
       if (!dsn) return;

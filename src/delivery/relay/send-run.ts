@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Config, SenderConfig } from '../../config/schema.js';
 import { resolveSecret } from '../../config/load.js';
@@ -11,7 +12,7 @@ import type { ScriptHost } from '../../script/script-host.js';
 import type { RelayoutRun } from '../../script/relayout-hooks.js';
 import type { RecipientOutcome } from '../dsn.js';
 import { lookupMx, mxTargets } from '../mx.js';
-import type { RetrySchedule } from '../retry.js';
+import { shouldGiveUp, type RetrySchedule } from '../retry.js';
 import { selects, type SenderRules } from '../sender-rules.js';
 import { SmtpClient, SmtpClientError, type ClientOptions } from '../smtp-client.js';
 import { applyResults, type AttemptResult, type RelayCounters } from './outcomes.js';
@@ -29,12 +30,16 @@ export interface RunDeps {
   log: Logger;
   /** Builds and queues a DSN (inside the message's lock: its file still exists). */
   report(env: Envelope, outcomes: RecipientOutcome[]): Promise<void>;
+  /** The server is stopping: finish the transaction in flight, start no other. */
+  stopping(): boolean;
 }
 
 interface Item {
   env: Envelope;
   rcpts: EnvelopeRecipient[];
   priority: number;
+  /** Bytes of the queue file (R5 Size); the message sent is this less `env.headerOffset`. */
+  fileSize: number;
 }
 
 interface Destination {
@@ -78,7 +83,7 @@ export class SendRun {
       const rcpts = env.recipients.filter(
         (r) => r.state === 'pending' && r.route.kind === 'remote' && (r.nextAttempt ?? 0) <= now && selects(this.rules, r.address, env.size),
       );
-      if (rcpts.length) out.push({ env, rcpts, priority: 50 });
+      if (rcpts.length) out.push({ env, rcpts, priority: 50, fileSize: env.headerOffset + env.size });
     }
     return out;
   }
@@ -99,9 +104,10 @@ export class SendRun {
       for (const item of due) {
         const path = this.deps.index.spool.messagePath(item.env.id);
         const head = await readHeader(path, item.env.headerOffset).catch(() => ({ lines: [], data: {} }));
+        item.fileSize = await stat(path).then((st) => st.size, () => item.fileSize);
         const a = this.run.checkFile({
           filename: path,
-          size: item.env.size,
+          size: item.fileSize,
           creationTime: creationTime(item.env.received),
           returnPath: item.env.sender,
           recipients: item.rcpts.map((r) => r.address),
@@ -110,6 +116,11 @@ export class SendRun {
         });
         if (a.skipSend) {
           this.log.info({ queueId: item.env.id, reason: a.reason }, 'skipped by relayout.lua');
+          // R1: a recipient every run keeps skipping is given up at the give-up time.
+          if (shouldGiveUp(Date.parse(item.env.received), Date.now(), this.deps.schedule)) {
+            const reply = `451 4.4.7 Not sent: skipped by relayout.lua until the give-up time${a.reason ? ` (${a.reason})` : ''}`;
+            await this.settle(item, item.rcpts.map((r) => ({ address: r.address, code: 451, enhanced: '4.4.7', reply })), 'relayout.lua');
+          }
           continue;
         }
         items.push({ ...item, priority: a.priority });
@@ -131,7 +142,7 @@ export class SendRun {
         const list = byDomain.get(d) ?? [];
         const same = list.find((x) => x.env === it.env);
         if (same) same.rcpts.push(r);
-        else list.push({ env: it.env, rcpts: [r], priority: it.priority });
+        else list.push({ ...it, rcpts: [r] });
         byDomain.set(d, list);
       }
     }
@@ -190,10 +201,11 @@ export class SendRun {
     let messages = 0;
     let recipients = 0;
     const pending = [...items];
-    while (pending.length) {
+    while (pending.length && !this.deps.stopping()) {
       const it = pending.shift()!;
-      const per = st.maxRecipientsPerMessage || it.rcpts.length;
-      for (let i = 0; i < it.rcpts.length; i += per) {
+      // A transaction never holds more recipients than a connection may carry either.
+      const per = Math.min(st.maxRecipientsPerMessage || Infinity, st.maxRecipientsPerConnection || Infinity, it.rcpts.length);
+      for (let i = 0; i < it.rcpts.length && !this.deps.stopping(); i += per) {
         const chunk = it.rcpts.slice(i, i + per);
         // R2: the per-connection limits make the sender QUIT and reconnect.
         if (client && ((st.maxMessagesPerConnection && messages >= st.maxMessagesPerConnection) || (st.maxRecipientsPerConnection && recipients + chunk.length > st.maxRecipientsPerConnection))) {
@@ -212,7 +224,7 @@ export class SendRun {
           messages = 0;
           recipients = 0;
         }
-        const results = await this.transaction(client, it.env, chunk);
+        const results = await this.transaction(client, it, chunk);
         messages++;
         recipients += chunk.length;
         await this.settle({ ...it, rcpts: chunk }, results, client.label);
@@ -221,7 +233,8 @@ export class SendRun {
     await client?.quit();
   }
 
-  private async transaction(client: SmtpClient, env: Envelope, rcpts: EnvelopeRecipient[]): Promise<AttemptResult[]> {
+  private async transaction(client: SmtpClient, it: Item, rcpts: EnvelopeRecipient[]): Promise<AttemptResult[]> {
+    const env = it.env;
     let from = env.sender;
     const batv = this.deps.batv;
     // R6: a return path in a local domain goes out BATV-tagged.
@@ -230,14 +243,15 @@ export class SendRun {
       const r = await client.send({
         from,
         recipients: rcpts.map((x) => ({ address: x.address, notify: x.dsn?.notify, orcpt: x.dsn?.orcpt })),
-        size: env.size,
+        // RFC 1870: the octets sent, our Received line included.
+        size: it.fileSize - env.headerOffset,
         body: env.body,
         smtputf8: env.smtputf8,
         ret: env.dsn?.ret,
         envid: env.dsn?.envid,
         data: { path: this.deps.index.spool.messagePath(env.id), offset: env.headerOffset },
       });
-      return r.perRecipient.map((p) => ({ address: p.address, code: p.code, enhanced: p.enhanced, reply: p.reply, remoteMta: client.remote }));
+      return r.perRecipient.map((p) => ({ address: p.address, code: p.code, enhanced: p.enhanced, reply: p.reply, remoteMta: client.remote, dsnPassed: r.dsn }));
     } catch (err) {
       const e = errorResult(err, client.label);
       return rcpts.map((x) => ({ ...e, address: x.address }));
