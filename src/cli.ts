@@ -45,6 +45,11 @@ configOption(program.command('serve').description('run the SMTP services and loc
   }
   process.stderr.write(`moonpost: local mail is delivered to ${server.mailRoot}/<domain>/<local-part>/ (Maildir)\n`);
   process.stderr.write(`moonpost: queue in ${server.spool.dir}\n`);
+  if (server.adminAddress) {
+    const a = server.adminAddress;
+    const host = a.address.includes(':') ? `[${a.address}]` : a.address;
+    process.stderr.write(`moonpost: admin API on ${config.admin?.tls ? 'https' : 'http'}://${host}:${a.port}/api\n`);
+  }
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -230,17 +235,20 @@ for (const [op, what] of [
   ['hold', 'keep a message from delivery until released (an id, or --all)'],
   ['release', 'let a held message go again (an id, or --all)'],
   ['delete', 'remove a message from the queue without delivering or bouncing it'],
+  ['bounce', 'fail the pending recipients now and send the sender a DSN (running server only)'],
 ] as const) {
+  const single = op === 'delete' || op === 'bounce';
   const cmd = configOption(queue.command(op).description(what).argument('[id]', 'queue id'));
-  if (op !== 'delete') cmd.option('--all', 'every queued message');
-  cmd.action(async (id: string | undefined, opts: { config?: string; all?: boolean }) => {
+  if (!single) cmd.option('--all', 'every queued message');
+  if (op === 'bounce') cmd.option('--reason <text>', 'the failure text in the DSN');
+  cmd.action(async (id: string | undefined, opts: { config?: string; all?: boolean; reason?: string }) => {
     const target = opts.all ? 'all' : id;
     if (!target) {
-      process.stderr.write(`moonpost: queue ${op} needs an id${op === 'delete' ? '' : ' or --all'}\n`);
+      process.stderr.write(`moonpost: queue ${op} needs an id${single ? '' : ' or --all'}\n`);
       process.exitCode = 2;
       return;
     }
-    const res = await queueOp(opts.config, { op, id: target });
+    const res = await queueOp(opts.config, { op, id: target, reason: opts.reason });
     if (fail(res)) return;
     process.stdout.write(`${op}: ${(res.changed ?? []).join(' ') || 'nothing'}\n`);
   });

@@ -62,11 +62,39 @@ export function validateConfig(input: unknown, file: string, baseDir = process.c
       throw new ConfigError(file, `users[${i}].password: expected an scrypt hash made by "moonpost hash-password"`);
     }
   }
+  if (config.admin) validateAdmin(config.admin, file, baseDir);
   const envData = process.env.MOONPOST_DATA;
   if (envData && !(input as ConfigInput | undefined)?.dataDir) config.dataDir = envData;
   config.dataDir = isAbsolute(config.dataDir) ? config.dataDir : resolve(baseDir, config.dataDir);
   config.scripts.dir = config.scripts.dir ? resolve(baseDir, config.scripts.dir) : join(config.dataDir, 'scripts');
   return config;
+}
+
+/** The admin API: someone must be able to log in, with hashed passwords and long tokens. */
+function validateAdmin(admin: NonNullable<Config['admin']>, file: string, baseDir: string): void {
+  if (admin.enabled && !admin.users.length && !admin.tokens.length) {
+    throw new ConfigError(file, 'admin: needs at least one entry in "users" or "tokens" (or enabled: false)');
+  }
+  const names = new Set<string>();
+  for (const [i, u] of admin.users.entries()) {
+    if (names.has(u.name)) throw new ConfigError(file, `admin.users[${i}].name: duplicate user "${u.name}"`);
+    names.add(u.name);
+    if (!isPasswordHash(resolveSecret(u.password, file, `admin.users[${i}].password`))) {
+      throw new ConfigError(file, `admin.users[${i}].password: expected an scrypt hash made by "moonpost hash-password"`);
+    }
+  }
+  const tokenNames = new Set<string>();
+  for (const [i, t] of admin.tokens.entries()) {
+    if (tokenNames.has(t.name)) throw new ConfigError(file, `admin.tokens[${i}].name: duplicate token name "${t.name}"`);
+    tokenNames.add(t.name);
+    if (resolveSecret(t.token, file, `admin.tokens[${i}].token`).length < 16) {
+      throw new ConfigError(file, `admin.tokens[${i}].token: expected at least 16 characters (e.g. from "openssl rand -hex 32")`);
+    }
+  }
+  if (admin.tls) {
+    admin.tls.cert = resolve(baseDir, admin.tls.cert);
+    admin.tls.key = resolve(baseDir, admin.tls.key);
+  }
 }
 
 /** The value of a secret; an `{env: NAME}` secret must name a set variable. */

@@ -116,6 +116,33 @@ const senderSchema = z.strictObject({
     .prefault({}),
 });
 
+/** The admin console's HTTP API (src/admin/http): off unless the section is present. */
+export const adminSchema = z.strictObject({
+  /** With the section present the API runs unless this is false. */
+  enabled: z.boolean().default(true),
+  listen: z.string().refine((s) => isIP(s) !== 0, { message: 'expected an IP address to listen on' }).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(8025),
+  /** HTTPS with these PEM files; without it plain HTTP (keep it on loopback then). */
+  tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+  /** Who may log in to the console: scrypt hashes from `moonpost hash-password`. */
+  users: z
+    .array(z.strictObject({ name: z.string().min(1).regex(/^\S+$/, 'expected a user name without spaces'), password: secret }))
+    .default([]),
+  /** Bearer tokens for scripts and CI (`Authorization: Bearer <token>`), at least 16 characters. */
+  tokens: z.array(z.strictObject({ name: z.string().min(1), token: secret })).default([]),
+  /** A console login lasts this long. */
+  sessionMinutes: z.number().int().min(1).default(720),
+  /** Failed logins per client address: after `attempts` within `windowSeconds`, 429 until they age out. */
+  login: z
+    .strictObject({
+      attempts: z.number().int().min(1).default(5),
+      windowSeconds: z.number().int().min(1).default(300),
+    })
+    .prefault({}),
+  /** Serve /metrics without a login or token (for a Prometheus on the same host). */
+  metricsWithoutAuth: z.boolean().default(false),
+});
+
 export const configSchema = z.strictObject({
   hostname: z.string().min(1).default('localhost'),
   dataDir: z.string().min(1).default('./var'),
@@ -196,9 +223,11 @@ export const configSchema = z.strictObject({
       fsync: z.boolean().default(true),
     })
     .prefault({}),
+  admin: adminSchema.optional(),
 });
 
 export type SenderConfig = z.output<typeof senderSchema>;
+export type AdminConfig = z.output<typeof adminSchema>;
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import type { SessionFacts, SessionHooks, SessionPolicy } from '../smtp/hooks.js';
+import type { SessionFacts, SessionPolicy } from '../smtp/hooks.js';
 import { LuaVm } from './lua-vm.js';
 import { LuaState, type CallBudget, type LuaValue } from './lua-state.js';
 import { ScriptStore, findCaseInsensitive } from './script-store.js';
@@ -122,7 +122,7 @@ export class ScriptHost {
     const main = shim.kind === 'ok' ? state.loadAndRun(script.bytecode, script.chunkName, 'b', this.budget) : shim;
     if (main.kind !== 'ok') {
       const message = main.kind === 'absent' ? 'no main chunk' : main.message;
-      this.metrics.record('(main chunk)', main.kind === 'stopped' ? 'stopped' : 'error', 0);
+      this.metrics.record('(main chunk)', main.kind === 'stopped' ? 'stopped' : 'error', 0, main.kind === 'absent' ? 'no main chunk' : main.message);
       log.warn({ script: scriptName, err: message }, 'script failed to start; running without it');
       state.close();
       return null;
@@ -145,7 +145,7 @@ export class ScriptHost {
   }
 
   /** SMTPSVR.LUA hooks for a new session, or null when there is no script. */
-  sessionHooks(policy: SessionPolicy, facts: () => SessionFacts, log: Logger): SessionHooks | null {
+  sessionHooks(policy: SessionPolicy, facts: () => SessionFacts, log: Logger): ScriptHooks | null {
     const script = this.smtpsvr?.current;
     return script ? this.hooksForScript(script, policy, facts, log) : null;
   }

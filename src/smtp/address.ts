@@ -41,7 +41,8 @@ export function validDomain(d: string, utf8 = false): boolean {
   if (!d || Buffer.byteLength(d) > 255) return false;
   if (d.startsWith('[') && d.endsWith(']')) {
     const lit = d.slice(1, -1);
-    if (/^IPv6:/i.test(lit)) return isIP(lit.slice(5)) === 6;
+    // RFC 5321 §4.1.3 has no zone index ("fe80::1%eth0"), which isIP accepts.
+    if (/^IPv6:/i.test(lit)) return !lit.includes('%') && isIP(lit.slice(5)) === 6;
     return isIP(lit) === 4;
   }
   const re = utf8 ? LABEL_UTF8 : LABEL;

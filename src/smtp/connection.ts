@@ -86,6 +86,7 @@ export class Connection implements SessionIO {
 
   send(r: Reply): void {
     this.out += formatReply(r);
+    this.ctx.observer?.reply(this.session.id, r);
   }
 
   close(): void {
@@ -242,7 +243,9 @@ export class Connection implements SessionIO {
     const end = lf > start && buf[lf - 1] === 13 ? lf - 1 : lf;
     // The limit counts the octets of the line without its CRLF, as for message lines.
     if (end - start > s.maxLineLength) return s.lineTooLong();
-    return s.command(buf.toString('utf8', start, end));
+    const line = buf.toString('utf8', start, end);
+    this.ctx.observer?.command(s.id, line);
+    return s.command(line);
   }
 
   private readProxy(): Promise<void> | void | typeof NEED_MORE {

@@ -28,6 +28,31 @@ export interface ServiceContext {
   onQueued(env: Envelope): void;
   /** The session's script hooks (SMTPSVR.LUA), when a script is installed. */
   hooksFor?(policy: SessionPolicy, facts: () => SessionFacts, log: Logger): SessionHooks | null;
+  /** Hears what sessions do (the admin console's live view and metrics), when set. */
+  observer?: SessionObserver;
+}
+
+/** What a finished message came to: `queued`, `discarded...`, `refused: <why>`, `deferred`. */
+export interface MessageOutcome {
+  queueId: string;
+  outcome: string;
+  from: string;
+  to: string[];
+  size: number;
+  reply: Reply;
+}
+
+/**
+ * Session events for observers outside the SMTP code. Called synchronously on the session's
+ * path, so an observer must be cheap and must not throw.
+ */
+export interface SessionObserver {
+  opened(session: string, client: { ip: string; port: number; service: string }): void;
+  closed(session: string): void;
+  /** A command line as received (AUTH exchange lines included: summarise, never log them). */
+  command(session: string, line: string): void;
+  reply(session: string, r: Reply): void;
+  message(session: string, m: MessageOutcome): void;
 }
 
 /** The transport a session talks through: a socket, or a transcript in the script test bench. */

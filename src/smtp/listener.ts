@@ -85,9 +85,11 @@ export class Listener {
       this.connections.delete(c);
       this.limiter.release(ip);
       c.session.log.info({ ip: c.session.client.ip }, 'disconnected');
+      this.ctx.observer?.closed(c.session.id);
     });
     this.connections.add(conn);
     conn.session.log.info({ ip, port: socket.remotePort, service: this.ctx.service.name }, 'connected');
+    this.ctx.observer?.opened(conn.session.id, { ip, port: socket.remotePort ?? 0, service: this.ctx.service.name });
   }
 
   /** Stops accepting; sessions in flight carry on (close's callback would wait for them). */

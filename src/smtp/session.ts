@@ -757,6 +757,7 @@ export class Session {
   private async settle(tx: Transaction, reader: DataReader, endReply: Reply | null, decision: EndOfDataDecision | null): Promise<Reply> {
     const outcome = async (what: string, r: Reply): Promise<Reply> => {
       this.log.info({ queueId: tx.id, from: tx.mail.address, to: tx.rcptAddresses, size: reader.size, ip: this.client.ip, outcome: what }, `message ${what}`);
+      this.ctx.observer?.message(this.id, { queueId: tx.id, outcome: what, from: tx.mail.address, to: [...tx.rcptAddresses], size: reader.size, reply: r });
       await tx.discard();
       return r;
     };
@@ -795,7 +796,9 @@ export class Session {
     // The copy is made from the queue file, so before delivery may remove it.
     if (accepted?.monitor) await this.queueMonitorCopy(env, accepted.monitor);
     this.ctx.onQueued(env);
-    return endReply ?? reply(250, '2.0.0', `Ok: queued as ${tx.id}`);
+    const ok = endReply ?? reply(250, '2.0.0', `Ok: queued as ${tx.id}`);
+    this.ctx.observer?.message(this.id, { queueId: tx.id, outcome: 'queued', from: env.sender, to: env.recipients.map((x) => x.address), size: env.size, reply: ok });
+    return ok;
   }
 
   /** Envelope recipients for addresses a script or the RBL added: routed like any other. */

@@ -12,6 +12,8 @@ export interface Harness {
   /** Ports of every service, by service id. */
   ports: Map<number, number>;
   dataDir: string;
+  /** Port of the admin API when the config has an enabled `admin` section (port 0 = ephemeral). */
+  adminPort: number | null;
   stop(): Promise<void>;
   /** Files delivered to `<domain>/<local-part>` (full contents), oldest first. */
   mailbox(mailbox: string): Promise<string[]>;
@@ -42,6 +44,7 @@ export async function startServer(opts: HarnessOptions = {}, dataDir?: string): 
     port: bound[0].port,
     ports,
     dataDir: dir,
+    adminPort: server.adminAddress?.port ?? null,
     async stop() {
       await server.stop(2000);
       if (!dataDir) await rm(dir, { recursive: true, force: true });
