@@ -240,13 +240,13 @@ export class LuaState {
       case T_STRING:
         return bytes ? this.vm.toBytes(L, idx) : this.vm.toStr(L, idx);
       case T_TABLE:
-        return depth > MAX_DEPTH ? null : this.readTable(idx, depth);
+        return depth > MAX_DEPTH ? null : this.readTable(idx, depth, bytes);
       default:
         return null;
     }
   }
 
-  private readTable(idx: number, depth: number): LuaValue {
+  private readTable(idx: number, depth: number, bytes = false): LuaValue {
     const m = this.vm.m;
     const L = this.cur || this.L;
     const abs = m._lua_absindex(L, idx);
@@ -261,7 +261,7 @@ export class LuaState {
         break;
       }
       const kt = m._lua_type(L, -2);
-      const value = this.read(-1, depth + 1);
+      const value = this.read(-1, depth + 1, bytes);
       if (kt === T_NUMBER && m._lua_isinteger(L, -2)) {
         const k = Number(m._lua_tointegerx(L, -2, 0));
         if (k >= 1) arr[k - 1] = value;

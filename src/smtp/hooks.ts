@@ -80,6 +80,8 @@ export interface SessionHooks {
   messageLineRaw(line: Buffer): void;
   /** MessageLine(): null keeps the line, false drops it, a buffer replaces it (may hold CRLFs). */
   messageLine(line: Buffer): Buffer | false | null;
+  /** Both per-line callbacks for a run of lines, in order, in one go (same answers as above). */
+  messageLines(raws: Buffer[], lines: Buffer[]): (Buffer | false | null)[];
   endMessage(): Reply | null;
   /** True when a whole-message callback exists: the data path then analyses the message. */
   readonly wantsAnalysis: boolean;

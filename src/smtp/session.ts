@@ -660,23 +660,37 @@ export class Session {
   private lineHookSink(tx: Transaction, store: (bufs: Buffer[]) => void): DataSink {
     const hooks = this.hooks!;
     let index = 0;
+    const raws: Buffer[] = [];
+    const lines: Buffer[] = [];
     const splitter = new LineSplitter(this.maxLineLength, (line) => {
       const reader = tx.reader!;
       const dotted = reader.dottedLines[0] === index;
       if (dotted) reader.dottedLines.shift();
       index++;
-      let out: Buffer | false | null = null;
-      this.scriptStep(() => {
-        hooks.messageLineRaw(dotted ? Buffer.concat([DOT, line]) : line);
-        out = hooks.messageLine(line);
-      });
-      if (out === false) return;
-      if (out === null) return store([line, CRLF]);
-      // A replacement may hold several lines; each is stored with CRLF.
-      const lines = (out as Buffer).toString('latin1').split(/\r?\n/);
-      store(lines.map((l) => Buffer.from(`${l}\r\n`, 'latin1')));
+      raws.push(dotted ? Buffer.concat([DOT, line]) : line);
+      lines.push(line);
     });
-    return { write: (bufs) => splitter.write(bufs) };
+    return {
+      write: (bufs) => {
+        splitter.write(bufs);
+        if (!lines.length) return;
+        const batchRaw = raws.splice(0);
+        const batch = lines.splice(0);
+        let outs: (Buffer | false | null)[] = [];
+        this.scriptStep(() => {
+          outs = hooks.messageLines(batchRaw, batch);
+        });
+        const stored: Buffer[] = [];
+        batch.forEach((line, i) => {
+          const out = outs[i] ?? null;
+          if (out === false) return;
+          if (out === null) stored.push(line, CRLF);
+          // A replacement may hold several lines; each is stored with CRLF.
+          else for (const l of out.toString('latin1').split(/\r?\n/)) stored.push(Buffer.from(`${l}\r\n`, 'latin1'));
+        });
+        if (stored.length) store(stored);
+      },
+    };
   }
 
   private received(tx: Transaction): string {

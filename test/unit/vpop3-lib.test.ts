@@ -125,7 +125,7 @@ function callError(state: LuaState, fn: string, args: LuaValue[] = []): string {
 }
 
 const row = (path: string): MimePart => ctx.structure.find((p) => p.Path === path)!;
-/** Lua wrapper returning a GetMessageLines table as its size and its lines joined by LF (tables come back to JS as text, strings as bytes). */
+/** Lua wrapper returning a GetMessageLines table as its size and its lines joined by LF (strings, also inside tables, come back as bytes). */
 const BATCH = 'function batch(n) local t = VPOP3.GetMessageLines(n) return #t, table.concat(t, "\\n") end';
 function batch(state: LuaState, n?: LuaValue): Buffer[] {
   const [count, joined] = call(state, 'batch', n === undefined ? [] : [n]);
@@ -168,7 +168,7 @@ test('GetMessageLines walks the message in byte-exact lines; MessageReset rewind
   assert.deepEqual(batch(state, 10), []);
   assert.deepEqual(call(state, 'one'), [{}]);
   assert.deepEqual(call(state, 'reset'), []);
-  assert.deepEqual(call(state, 'one'), [['From: a@example.com']]);
+  assert.deepEqual(call(state, 'one'), [[Buffer.from('From: a@example.com')]]);
   assert.deepEqual(text(batch(state, 2)), ['To: b@example.com', 'Subject: helpers']);
   assert.deepEqual(text(batch(state)), ['MIME-Version: 1.0']);
   assert.match(callError(state, 'batch', [0]), /^test:2: bad argument #1 to 'VPOP3\.GetMessageLines' \(number of lines must be at least 1\)\n/);
