@@ -11,6 +11,10 @@ export interface MoonpostOptions {
   script?: string;
   /** Raise the open-files soft limit to at least this (through `sh -c 'ulimit -n'`). */
   fdLimit?: number;
+  /** Extra top-level config lines (e.g. `senders:` and `delivery:`). */
+  extraConfig?: string[];
+  /** A Lua file installed as <dataDir>/scripts/relayout.lua before the start. */
+  relayout?: string;
 }
 
 export interface MoonpostInstance {
@@ -25,7 +29,7 @@ export interface MoonpostInstance {
 
 const DEFAULT_LIMITS = '{ connectionsPerIp: 1000, connections: 2000, messageSize: 52428800 }';
 
-function config(dataDir: string, port: number, domain: string, limits: string): string {
+function config(dataDir: string, port: number, domain: string, limits: string, extra: string[]): string {
   return [
     `hostname: ${domain}`,
     `dataDir: ${JSON.stringify(dataDir)}`,
@@ -36,6 +40,7 @@ function config(dataDir: string, port: number, domain: string, limits: string): 
     'relay: { networks: [127.0.0.1/32], mode: ip }',
     `limits: ${limits}`,
     'log: { level: warn }',
+    ...extra,
     '',
   ].join('\n');
 }
@@ -54,10 +59,14 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
 export async function startMoonpost(cli: string, dir: string, port: number, domain: string, opts: MoonpostOptions = {}): Promise<MoonpostInstance> {
   const dataDir = join(dir, 'var');
   const cfg = join(dir, 'moonpost.yaml');
-  await writeFile(cfg, config(dataDir, port, domain, opts.limits ?? DEFAULT_LIMITS));
+  await writeFile(cfg, config(dataDir, port, domain, opts.limits ?? DEFAULT_LIMITS, opts.extraConfig ?? []));
   if (opts.script) {
     await mkdir(join(dataDir, 'scripts'), { recursive: true });
     await copyFile(opts.script, join(dataDir, 'scripts', 'SMTPSVR.LUA'));
+  }
+  if (opts.relayout) {
+    await mkdir(join(dataDir, 'scripts'), { recursive: true });
+    await copyFile(opts.relayout, join(dataDir, 'scripts', 'relayout.lua'));
   }
   const argv = [cli, 'serve', '--config', cfg];
   // With a wrapper, `exec` keeps the pid: child.pid is moonpost's own.

@@ -24,8 +24,11 @@ const BASE: Scenario[] = [
   { id: 'c', label: '1 MB, 20 conns, new conn/msg', messages: 1_000, sessions: 20, bytes: 1_048_576, reuse: false },
 ];
 
-/** Scenarios outside the Postfix comparison: d = SMTPSVR.LUA throughput, e = memory per idle connection. */
-export const EXTRA_IDS = ['d', 'e'] as const;
+/**
+ * Scenarios outside the Postfix comparison: d = SMTPSVR.LUA throughput, e = memory per idle connection,
+ * f = 1 MB messages with attachments and ProcessMessage, g = relaying a queue to smtp-sink (vs Postfix).
+ */
+export const EXTRA_IDS = ['d', 'e', 'f', 'g'] as const;
 
 /** Messages per run of scenario d (scaled like the others). */
 export const SCRIPT_MESSAGES = 10_000;
@@ -67,7 +70,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
   };
 }
 
-/** Is scenario `id` (any of a..e) selected? */
+/** Is scenario `id` (any of a..g) selected? */
 export function wants(opts: Options, id: string): boolean {
   return opts.only === null || opts.only.has(id);
 }

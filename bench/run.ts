@@ -18,12 +18,19 @@
  * e: memory per idle connection (idle-bench.ts): VmRSS growth of moonpost with 2,000 idle
  *    connections held open, with and without the script; target: under 100 KB with the script.
  *    The connections are held by a child process whose open-files limit is raised (fd-limit.ts).
+ * f: message analysis (attach-bench.ts): 300 x 1 MB multipart/mixed with five base64 attachments, sent by
+ *    bench/mime-load.ts over 20 reused connections (pipelined MAIL/RCPT/DATA), to moonpost without a
+ *    script and with bench/structure.lua (ProcessMessage walks structure and attachments); targets:
+ *    script >= 60% of no script, peak RSS under 250 MB.
+ * g: relay (relay-bench.ts): 10,000 x 5 KB queued first, then relayed to Postfix's smtp-sink, moonpost
+ *    (bench/relayout.lua, CheckFile reads the header) against Postfix (defer_transports, then
+ *    postqueue -f) in the same run; target: moonpost >= Postfix.
  * Targets missed are printed ("NO") but do not change the exit code; failed or short deliveries do.
  *
  * Options (environment variable, or flag after `npm run bench --`):
  *   BENCH_SCALE=0.1       --scale 0.1     multiply message counts (default 1; at least 20 messages)
  *   BENCH_REPS=1          --reps 1        repetitions per server and scenario (default 3; median reported)
- *   BENCH_ONLY=a,c        --only a,c      run only these scenarios (a, b, c, d, e)
+ *   BENCH_ONLY=a,c        --only a,c      run only these scenarios (a, b, c, d, e, f, g)
  *   BENCH_NO_POSTFIX=1    --no-postfix    benchmark moonpost alone
  *   BENCH_NO_WARMUP=1     --no-warmup     skip the unmeasured warm-up run per server
  *   BENCH_KEEP=1          --keep          keep the temp folder (configs, logs, Maildirs) for inspection
@@ -37,6 +44,8 @@ import { fileURLToPath } from 'node:url';
 import { cleanup, installSignalHandlers, onCleanup } from './cleanup.js';
 import { runComparison, type BenchContext } from './compare.js';
 import { runIdleScenario } from './idle-bench.js';
+import { runAttachScenario } from './attach-bench.js';
+import { runRelayScenario } from './relay-bench.js';
 import { parseOptions, scenarios, wants } from './options.js';
 import { findBinary } from './proc.js';
 import { runScriptScenario } from './script-bench.js';
@@ -71,6 +80,8 @@ async function main(): Promise<number> {
   if (compared.length > 0) sections.push(await runComparison(ctx, compared));
   if (wants(opts, 'd')) sections.push(await runScriptScenario(ctx));
   if (wants(opts, 'e')) sections.push(await runIdleScenario(ctx));
+  if (wants(opts, 'f')) sections.push(await runAttachScenario(ctx));
+  if (wants(opts, 'g')) sections.push(await runRelayScenario(ctx));
 
   for (const s of sections) printSection(s);
   const problems = sections.flatMap((s) => s.problems);
