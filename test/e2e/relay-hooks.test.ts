@@ -461,6 +461,20 @@ test('MaxRecipientsPerConnection: no connection gets more RCPTs, even from one l
   assert.equal(h.server.relay.counters.delivered, 7);
 });
 
+test('connectionsPerDestination: a run works through its messages over that many connections at once', async (t) => {
+  const dir = await withDir(t);
+  await stageMessages(
+    dir,
+    {},
+    ['a', 'b', 'c', 'd', 'e', 'f'].map((x) => ({ to: [`${x}@remote.test`], data: mail(`parallel ${x}`) })),
+  );
+  const { h, peers } = await setup(t, undefined, { dataDir: dir, senders: ([p]) => [smarthost(0, p, { connectionsPerDestination: 3 })] });
+  await settled(h, 6);
+  assert.equal(peers[0].sessions.length, 3, 'three connections');
+  assert.deepEqual(peers[0].sessions.map(mailCount).sort(), [2, 2, 2]);
+  assert.equal(h.server.relay.counters.delivered, 6);
+});
+
 test('MaxRecipientsPerConnection counts across messages; Start overrides the configured limits, 0 = unlimited', async (t) => {
   const dir = await withDir(t);
   await stageMessages(dir, {}, [

@@ -58,7 +58,7 @@ after(async () => {
   for (const p of peers.values()) await p.close();
 });
 
-const mxSender = (extra: Partial<SenderInput> = {}): SenderInput => ({ id: 0, name: 'direct', mode: 'mx', port, tls: 'none', timeouts: { connect: 2 }, ...extra });
+const mxSender = (extra: Partial<SenderInput> = {}): SenderInput => ({ id: 0, name: 'direct', mode: 'mx', port, tls: 'none', connectionsPerDestination: 1, timeouts: { connect: 2 }, ...extra });
 
 async function relay(t: TestContext, relayout?: string): Promise<RelayHarness> {
   const h = await startRelayServer(

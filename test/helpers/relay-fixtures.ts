@@ -20,7 +20,8 @@ export type SenderInput = NonNullable<ConfigInput['senders']>[number];
 
 /** A smarthost sender on a loopback port, plain SMTP. */
 export function smarthost(id: number, port: number, extra: Partial<SenderInput> = {}): SenderInput {
-  return { id, name: `sender${id}`, mode: 'smarthost', host: '127.0.0.1', port, tls: 'none', ...extra };
+  // One connection at a time unless a test asks for more, so order and limits are observable.
+  return { id, name: `sender${id}`, mode: 'smarthost', host: '127.0.0.1', port, tls: 'none', connectionsPerDestination: 1, ...extra };
 }
 
 /** Quick retries for tests: runs every `interval` seconds, first retry after `firstRetry`. */

@@ -195,12 +195,18 @@ export class SendRun {
     return { error: last };
   }
 
+  /** Up to `connectionsPerDestination` connections work through the run's messages in order. */
   private async deliver(dest: Destination, items: Item[]): Promise<void> {
+    const pending = [...items];
+    const n = Math.max(1, Math.min(this.sender.connectionsPerDestination, pending.length));
+    await Promise.all(Array.from({ length: n }, () => this.connectionWorker(dest, pending)));
+  }
+
+  private async connectionWorker(dest: Destination, pending: Item[]): Promise<void> {
     const st = this.run.settings;
     let client: SmtpClient | null = null;
     let messages = 0;
     let recipients = 0;
-    const pending = [...items];
     while (pending.length && !this.deps.stopping()) {
       const it = pending.shift()!;
       // A transaction never holds more recipients than a connection may carry either.
@@ -216,7 +222,7 @@ export class SendRun {
           const c = await this.connect(dest);
           if ('error' in c) {
             // Nothing more goes to this destination in this run.
-            const rest = [{ ...it, rcpts: it.rcpts.slice(i) }, ...pending];
+            const rest = [{ ...it, rcpts: it.rcpts.slice(i) }, ...pending.splice(0)];
             for (const x of rest) await this.settle(x, x.rcpts.map((r) => ({ ...c.error, address: r.address })), dest.label);
             return;
           }
