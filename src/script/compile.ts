@@ -12,14 +12,13 @@ export interface CompiledScript {
 }
 
 /**
- * Compiles a script's text once. Returns its bytecode, or the syntax error as
- * `FILE:LINE: message`.
+ * Compiles a chunk to bytecode (with debug info) in a scratch state; the Lua error text when
+ * it does not compile.
  */
-export function compileScript(vm: LuaVm, source: Buffer, path: string): Omit<CompiledScript, 'version'> | { error: string } {
+export function compileChunk(vm: LuaVm, source: Buffer, chunkName: string): { bytecode: Buffer } | { error: string } {
   const m = vm.m;
-  const chunkName = `@${basename(path)}`;
   const L = m._luaL_newstate();
-  if (!L) return { error: `${path}: cannot create a Lua state` };
+  if (!L) return { error: 'cannot create a Lua state' };
   const chunks: Buffer[] = [];
   const writer = m.addFunction((_L: number, p: number, sz: number): number => {
     chunks.push(Buffer.from(m.HEAPU8.subarray(p, p + sz)));
@@ -29,16 +28,43 @@ export function compileScript(vm: LuaVm, source: Buffer, path: string): Omit<Com
   try {
     m.HEAPU8.set(source, buf);
     const status = m._luaL_loadbufferx(L, buf, source.length, vm.cstr(chunkName), vm.cstr('t'));
-    if (status !== LUA_OK) {
-      const msg = vm.toStr(L, -1) ?? 'syntax error';
-      // Lua says "SMTPSVR.LUA:3: ..."; report the path the administrator gave.
-      return { error: msg.startsWith(`${basename(path)}:`) ? `${path}${msg.slice(basename(path).length)}` : `${path}: ${msg}` };
-    }
+    if (status !== LUA_OK) return { error: vm.toStr(L, -1) ?? 'syntax error' };
     m._lua_dump(L, writer, 0, 0);
-    return { path, chunkName, source, bytecode: Buffer.concat(chunks) };
+    return { bytecode: Buffer.concat(chunks) };
   } finally {
     m._free(buf);
     m.removeFunction(writer);
     m._lua_close(L);
   }
+}
+
+const internal = new WeakMap<LuaVm, Map<string, Buffer>>();
+
+/** Bytecode of one of our own chunks (sandbox, trampolines), compiled once per VM. */
+export function internalChunk(vm: LuaVm, code: string, chunkName: string): Buffer {
+  let cache = internal.get(vm);
+  if (!cache) internal.set(vm, (cache = new Map()));
+  let bc = cache.get(code);
+  if (!bc) {
+    const r = compileChunk(vm, Buffer.from(code), chunkName);
+    if ('error' in r) throw new Error(`internal Lua chunk ${chunkName}: ${r.error}`);
+    bc = r.bytecode;
+    cache.set(code, bc);
+  }
+  return bc;
+}
+
+/**
+ * Compiles a script's text once. Returns its bytecode, or the syntax error as
+ * `FILE:LINE: message`.
+ */
+export function compileScript(vm: LuaVm, source: Buffer, path: string): Omit<CompiledScript, 'version'> | { error: string } {
+  const chunkName = `@${basename(path)}`;
+  const r = compileChunk(vm, source, chunkName);
+  if ('error' in r) {
+    const msg = r.error;
+    // Lua says "SMTPSVR.LUA:3: ..."; report the path the administrator gave.
+    return { error: msg.startsWith(`${basename(path)}:`) ? `${path}${msg.slice(basename(path).length)}` : `${path}: ${msg}` };
+  }
+  return { path, chunkName, source, bytecode: r.bytecode };
 }

@@ -15,6 +15,7 @@ import {
   type Stop,
 } from './lua-vm.js';
 import { SANDBOX_PRELUDE } from './sandbox.js';
+import { internalChunk } from './compile.js';
 
 /** A value crossing between JS and Lua. Buffers become Lua strings byte for byte. */
 export type LuaValue = null | boolean | number | string | Buffer | LuaValue[] | { [key: string]: LuaValue };
@@ -60,7 +61,7 @@ export class LuaState {
     // Budgeted pattern matching, which the prelude installs in the string library.
     vm.installPatterns(this.L);
     this.setupHostDispatch();
-    const r = this.loadAndRun(Buffer.from(SANDBOX_PRELUDE), '=sandbox', 't');
+    const r = this.runInternal(SANDBOX_PRELUDE, '=sandbox');
     if (r.kind !== 'ok') throw new Error(`sandbox setup failed: ${r.kind === 'error' || r.kind === 'stopped' ? r.message : r.kind}`);
     // The prelude leaves the traceback handler on the registry under a fixed key.
     const m = vm.m;
@@ -96,6 +97,11 @@ export class LuaState {
 
   hostFunction(name: string): HostFunction | undefined {
     return this.host.get(name);
+  }
+
+  /** Runs one of our own chunks, compiled once per VM (a state costs less to make). */
+  runInternal(code: string, chunkName: string): CallResult {
+    return this.loadAndRun(internalChunk(this.vm, code, chunkName), chunkName, 'b');
   }
 
   /** Loads a chunk (text or precompiled bytecode) and runs it. */

@@ -46,8 +46,8 @@ const HOOK_EVERY = 1000;
  * which builds a template string and calls through `apply`: some 40 ns a call, more than Lua's
  * own matching of a short anchored pattern. The raw exports are caught as wasmoon instantiates
  * its module (WebAssembly.instantiate, wrapped only while an initialization is under way) and
- * used by the pattern functions, which run for every line a script looks at. Without them
- * (another loader), the wrapped functions serve.
+ * used by the pattern functions, which run for every line a script looks at, and by the
+ * allocator. Without them (another loader), the wrapped functions serve.
  */
 let initializing = 0;
 let realInstantiate: typeof WebAssembly.instantiate | null = null;
@@ -107,7 +107,7 @@ function posrelatI(pos: bigint, len: number): number {
  */
 export class LuaVm {
   readonly m: LuaModule;
-  /** `m` with its C API functions replaced by the raw wasm exports when they could be caught. */
+  /** `m` with its C API functions, realloc and free replaced by the raw wasm exports when caught. */
   private readonly api: LuaModule;
   private readonly budgets = new Map<number, StateBudget>();
   private nextId = 1;
@@ -129,18 +129,20 @@ export class LuaVm {
 
   private constructor(m: LuaModule, exports: WebAssembly.Exports | null) {
     this.m = m;
-    // The C API without wasmoon's assertion wrappers, for the pattern functions.
+    // The C API and realloc/free without wasmoon's assertion wrappers, for the pattern
+    // functions and the allocator (every allocation of every state).
     this.api = Object.create(m);
     if (exports) {
-      for (const [name, f] of Object.entries(exports)) if (typeof f === 'function' && name.startsWith('lua') && typeof m[`_${name}`] === 'function') this.api[`_${name}`] = f;
+      for (const [name, f] of Object.entries(exports)) if (typeof f === 'function' && (name.startsWith('lua') || name === 'realloc' || name === 'free') && typeof m[`_${name}`] === 'function') this.api[`_${name}`] = f;
     }
     this.lenPtr = m._malloc(8);
+    const api = this.api;
     this.allocFn = m.addFunction((ud: number, ptr: number, osize: number, nsize: number): number => {
       const b = this.budgets.get(ud);
       if (nsize === 0) {
         if (ptr) {
           if (b) b.memoryUsed -= osize;
-          m._free(ptr);
+          api._free(ptr);
         }
         return 0;
       }
@@ -153,7 +155,7 @@ export class LuaVm {
         if (!b.stopped) b.stopped = 'memory';
         return 0;
       }
-      const p = m._realloc(ptr, nsize);
+      const p = api._realloc(ptr, nsize);
       if (p && b) b.memoryUsed += delta;
       return p;
     }, 'iiiii');

@@ -77,7 +77,7 @@ export class RelayoutRun {
     state.setGlobal('sendername', senderName);
     state.setGlobal('ConnectedServer', '');
     this.pushSettings();
-    state.loadAndRun(Buffer.from(CHECKFILE_TRAMPOLINE), '=checkfile', 't');
+    state.runInternal(CHECKFILE_TRAMPOLINE, '=checkfile');
   }
 
   get active(): boolean {

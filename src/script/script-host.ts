@@ -118,7 +118,7 @@ export class ScriptHost {
     state.define('__moonpost_source', (_s, args) => [this.moduleSource(String(args[0] ?? ''))]);
     // The VPOP3 helpers; a part or decoded body may take at most a quarter of the state's memory.
     installVpop3Library(state, { maxBytes: Math.floor(this.memoryLimit / 4) });
-    const shim = state.loadAndRun(Buffer.from(REQUIRE_SHIM), '=require', 't');
+    const shim = state.runInternal(REQUIRE_SHIM, '=require');
     const main = shim.kind === 'ok' ? state.loadAndRun(script.bytecode, script.chunkName, 'b', this.budget) : shim;
     if (main.kind !== 'ok') {
       const message = main.kind === 'absent' ? 'no main chunk' : main.message;

@@ -112,7 +112,7 @@ export class ScriptHooks implements SessionHooks {
     );
     this.wantsLines = LINE_HOOKS.some((h) => this.defined.has(h));
     this.wantsAnalysis = ANALYSIS_HOOKS.some((h) => this.defined.has(h));
-    this.batchLines = this.wantsLines && state.loadAndRun(Buffer.from(LINES_LUA), '=lines', 't').kind === 'ok';
+    this.batchLines = this.wantsLines && state.runInternal(LINES_LUA, '=lines').kind === 'ok';
   }
 
   has(hook: string): boolean {

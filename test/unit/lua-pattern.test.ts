@@ -637,6 +637,16 @@ test('matching steps count as instructions: a backtracking pattern exhausts the 
   }
 });
 
+test('the pattern functions and the allocator call the raw wasm exports, not wasmoon\'s assertion wrappers', () => {
+  // Caught at LuaVm.create; if a wasmoon upgrade loads its module another way, this fails and
+  // the wrapped functions (some 40 ns a call slower) serve instead.
+  const api = (vm as unknown as { api: Record<string, unknown> }).api;
+  for (const name of ['_lua_pushlstring', '_luaL_checklstring', '_realloc', '_free']) {
+    assert.ok(Object.hasOwn(api, name), name);
+    assert.notEqual(api[name], vm.m[name]);
+  }
+});
+
 test('the sandbox replaces the four functions in the string table, so method calls use them too', () => {
   const st = new LuaState(vm, 16 * 1024 * 1024, '=names');
   try {
