@@ -199,7 +199,7 @@ test('kill -9 during a transaction: nothing acknowledged is sent again, nothing 
       'domains: [{ name: localhost, catchAll: true }]',
       'log: { level: silent }',
       'senders:',
-      `  - { id: 0, name: isp, mode: smarthost, host: 127.0.0.1, port: ${peer.port}, tls: none }`,
+      `  - { id: 0, name: isp, mode: smarthost, host: 127.0.0.1, port: ${peer.port}, tls: none, connectionsPerDestination: 1 }`,
       '',
     ].join('\n'),
   );
