@@ -414,6 +414,17 @@ export class LuaVm {
     return 2;
   }
 
+  /** The (s, p, src, last) arguments of the gmatch/gsub steps, as heap pointers and offsets. */
+  private stepArgs(L: number): { s: number; ls: number; p: number; lp: number; src: number; last: number } | null {
+    const m = this.api;
+    const s: number = m._lua_tolstring(L, 1, this.lenPtr);
+    const ls: number = m.HEAPU32[this.lenPtr >> 2];
+    const p: number = m._lua_tolstring(L, 2, this.lenPtr);
+    const lp: number = m.HEAPU32[this.lenPtr >> 2];
+    if (!s || !p) return null;
+    return { s, ls, p, lp, src: m._lua_tonumberx(L, 3, 0), last: m._lua_tonumberx(L, 4, 0) };
+  }
+
   /**
    * gmatch_step(s, p, src, last), for the prelude's gmatch iterator: the next match from offset
    * `src`, skipping an empty one at `last` (the previous end, or -1). Returns its end offset and
@@ -421,13 +432,9 @@ export class LuaVm {
    */
   private gmatchStep(L: number): number {
     const m = this.api;
-    const s: number = m._lua_tolstring(L, 1, this.lenPtr);
-    const ls: number = m.HEAPU32[this.lenPtr >> 2];
-    const p: number = m._lua_tolstring(L, 2, this.lenPtr);
-    const lp: number = m.HEAPU32[this.lenPtr >> 2];
-    if (!s || !p) return 0;
-    const src: number = m._lua_tonumberx(L, 3, 0);
-    const last: number = m._lua_tonumberx(L, 4, 0);
+    const a = this.stepArgs(L);
+    if (!a) return 0;
+    const { s, ls, p, lp, src, last } = a;
     // Errors name the caller of the iterator (level 1 is the iterator).
     const start = this.runMatch(L, 2, m.HEAPU8, s, ls, src, p, lp, false, last >= 0 ? s + last : -1);
     if (start < 0) return 0;
@@ -445,13 +452,9 @@ export class LuaVm {
    */
   private gsubStep(L: number): number {
     const m = this.api;
-    const s: number = m._lua_tolstring(L, 1, this.lenPtr);
-    const ls: number = m.HEAPU32[this.lenPtr >> 2];
-    const p: number = m._lua_tolstring(L, 2, this.lenPtr);
-    const lp: number = m.HEAPU32[this.lenPtr >> 2];
-    if (!s || !p) return 0;
-    const src: number = m._lua_tonumberx(L, 3, 0);
-    const last: number = m._lua_tonumberx(L, 4, 0);
+    const a = this.stepArgs(L);
+    if (!a) return 0;
+    const { s, ls, p, lp, src, last } = a;
     const start = this.runMatch(L, 3, m.HEAPU8, s, ls, src, p, lp, true, last >= 0 ? s + last : -1);
     if (start < 0) return 0;
     const mt = this.matcher;
