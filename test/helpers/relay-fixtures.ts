@@ -1,20 +1,11 @@
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { startServer, type Harness, type HarnessOptions } from './harness.js';
 import { openSession, sendMail } from './smtp-client.js';
-
-/** A port free on 127.0.0.1 right now (for a peer that must be named before it starts). */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+export { freePort } from './test-util.js';
 
 export type SenderInput = NonNullable<ConfigInput['senders']>[number];
 

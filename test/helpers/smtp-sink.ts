@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { freePort } from './test-util.js';
 
 export const SMTP_SINK = '/usr/sbin/smtp-sink';
 export const haveSmtpSink = existsSync(SMTP_SINK);
@@ -14,14 +15,6 @@ export interface Sink {
   /** Contents of the dump files (one per transaction), oldest first, once `count` exist. */
   dumps(count: number, timeoutMs?: number): Promise<string[]>;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 async function connectable(port: number): Promise<boolean> {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DataReader } from '../../src/smtp/data-reader.js';
+import { prng } from '../helpers/test-util.js';
 
 interface Run {
   out: Buffer;
@@ -101,18 +102,6 @@ function model(input: Buffer, dot = true): { out: Buffer; end: number; maxLineSe
     pos = lf + 1;
   }
   return { out: Buffer.concat(out), end: -1, maxLineSeen, size };
-}
-
-/** Deterministic PRNG so that a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function randomCuts(len: number, rnd: () => number): number[] {
