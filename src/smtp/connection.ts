@@ -8,6 +8,7 @@ import { normalizeIp } from '../policy/cidr.js';
 
 const LF = 10;
 const NEED_MORE = Symbol('need more input');
+const PROXY_V2_MAX = 16 + 0xffff;
 
 export function tlsDetails(s: TLSSocket): string {
   const c = s.getCipher();
@@ -251,7 +252,8 @@ export class Connection implements SessionIO {
   private readProxy(): Promise<void> | void | typeof NEED_MORE {
     const r = parseProxyHeader(this.buf.subarray(this.off));
     if (r.state === 'need-more') {
-      if (this.buf.length - this.off > 256) return this.proxyFailed('PROXY header too long');
+      // The parser bounds v1 at 107 octets; v2 carries its length (at most 16 + 65535, TLVs included).
+      if (this.buf.length - this.off > PROXY_V2_MAX) return this.proxyFailed('PROXY header too long');
       if (this.off > 0) {
         this.buf = this.buf.subarray(this.off);
         this.off = 0;

@@ -38,6 +38,29 @@ test('PROXY v1 from a trusted source sets the client address', async () => {
   }
 });
 
+test('PROXY v2 with large TLVs arriving in small pieces is read whole', async () => {
+  const h = await startServer({
+    services: [{ id: 0, name: 'behind-proxy', listen: '127.0.0.1', port: 0, proxyProtocol: true, proxyTrusted: ['127.0.0.1/32'] }],
+  });
+  try {
+    // PP2_TYPE_UNIQUE_ID-like TLV (0x05) of 1,000 octets after an IPv4 address block.
+    const tlv = Buffer.concat([Buffer.from([0x05, 0x03, 0xe8]), Buffer.alloc(1000, 0x61)]);
+    const body = Buffer.concat([Buffer.from([10, 7, 7, 7, 127, 0, 0, 1, 0x9c, 0x40, 0x00, 0x19]), tlv]);
+    const head = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, body.length >> 8, body.length & 0xff]);
+    const all = Buffer.concat([head, body]);
+    const c = await TestClient.connect(h.port);
+    for (let i = 0; i < all.length; i += 100) {
+      c.write(all.subarray(i, i + 100));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    assert.equal((await c.read()).code, 220);
+    assert.equal((await c.cmd('EHLO big-tlv.test')).lines[0], '250-mx.test Hello big-tlv.test [10.7.7.7]');
+    c.close();
+  } finally {
+    await h.stop();
+  }
+});
+
 test('PROXY from an untrusted source is not honoured: the header is just a bad command', async () => {
   const h = await startServer({
     services: [{ id: 0, name: 'p', listen: '127.0.0.1', port: 0, proxyProtocol: true, proxyTrusted: ['192.0.2.0/24'] }],
