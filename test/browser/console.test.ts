@@ -1,7 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,8 +74,12 @@ async function openPage(name: 'Dashboard' | 'Scripts' | 'Queue' | 'Live'): Promi
 before(async () => {
   if (skip) return;
   assert.ok(!missing, `${CHROMIUM} is missing: apt-get install chromium`);
-  // The console the server serves is the one in this tree, built now (esbuild, well under a second).
-  execFileSync(process.execPath, [join(ROOT, 'ui', 'build.mjs')], { stdio: 'inherit' });
+  // The server serves dist/ui (npm run build); an older build than the sources would test old code.
+  const built = join(ROOT, 'dist', 'ui', 'assets', 'app.js');
+  assert.ok(existsSync(built), 'the console is not built: npm run build (or node ui/build.mjs)');
+  const sources = [join(ROOT, 'ui', 'style.css'), join(ROOT, 'ui', 'index.html'), ...readdirSync(join(ROOT, 'ui', 'src'), { recursive: true, encoding: 'utf8' }).map((f) => join(ROOT, 'ui', 'src', f))];
+  const stale = sources.filter((f) => statSync(f).mtimeMs > statSync(built).mtimeMs);
+  assert.deepEqual(stale, [], 'dist/ui is older than these sources: npm run build (or node ui/build.mjs)');
   await mkdir(SHOTS, { recursive: true });
   peer = await startScriptedServer({ hostname: 'peer.example', respond: (cmd) => (cmd.startsWith('RCPT') ? '451 4.7.1 Try again later' : undefined) });
   h = await startScriptServer(V1, { admin: await adminSection(), senders: [smarthost(0, peer.port)], delivery: quickDelivery(3600) });

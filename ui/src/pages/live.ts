@@ -38,7 +38,6 @@ export const livePage: PageFn = (el) => {
   let paused = false;
   const held: LiveEvent[] = [];
   let lastSeq = 0;
-  let connTimer: number | undefined;
   let connRefresh: number | undefined;
 
   const streamState = h('span.stream-state', { 'data-state': 'connecting' }, 'connecting…');
@@ -283,7 +282,7 @@ export const livePage: PageFn = (el) => {
     }
   })();
   void loadConnections();
-  connTimer = window.setInterval(() => {
+  const connTimer = window.setInterval(() => {
     if (!document.hidden) void loadConnections();
   }, 10_000);
 

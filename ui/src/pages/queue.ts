@@ -44,7 +44,6 @@ export const queuePage: PageFn = (el, params, nav) => {
   let filter: Filter = { ...EMPTY };
   let selected: string | null = params[0] ?? null;
   let closed = false;
-  let timer: number | undefined;
   let busy = false;
 
   const stateCards = h('div.cards.state-cards');
@@ -356,7 +355,7 @@ export const queuePage: PageFn = (el, params, nav) => {
   const tick = (): void => {
     if (!document.hidden) void refresh();
   };
-  timer = window.setInterval(tick, REFRESH_MS);
+  const timer = window.setInterval(tick, REFRESH_MS);
   void refresh();
 
   return {

@@ -94,7 +94,7 @@ export const scriptsPage: PageFn = (el, params, nav) => {
   const historyPanel = h('div.tab-panel', { role: 'tabpanel', 'data-panel': 'history' });
   const side = h('aside.side-pane', null, h('div.tabbar', { role: 'tablist' }, tryTab, historyTab), tryPanel, historyPanel);
 
-  const transcript = h('textarea.mono', { name: 'transcript', rows: 12, spellcheck: 'false', 'aria-label': 'Transcript' });
+  const transcript = h('textarea.mono', { name: 'transcript', rows: 12, wrap: 'off', spellcheck: 'false', 'aria-label': 'Transcript' });
   transcript.value = DEFAULT_TRANSCRIPT;
   const tryIp = h('input', { name: 'ip', value: '192.0.2.10', spellcheck: 'false' });
   const tryTls = h('input', { name: 'tls', type: 'checkbox' });
