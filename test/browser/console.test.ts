@@ -47,8 +47,9 @@ let page: Page;
 let base: string;
 const consoleErrors: string[] = [];
 
-async function shot(p: Page, name: string): Promise<void> {
-  await p.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
+/** The window as it is; narrow ones as the whole page, to see what comes below the fold. */
+async function shot(p: Page, name: string, fullPage = false): Promise<void> {
+  await p.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
 }
 
 /** The 1-based editor line holding the error mark, and the line number its gutter shows. */
@@ -275,7 +276,7 @@ test('every page at 1280x800 and at 400 px wide; no script errors in the page', 
     // Nothing may stick out sideways on a narrow screen.
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.ok(overflow <= 0, `${name} is ${overflow} px wider than a 400 px window`);
-    await shot(page, `${name.toLowerCase()}-400`);
+    await shot(page, `${name.toLowerCase()}-400`, true);
   }
   const fresh = await browser.newContext({ viewport: NARROW });
   const login = await fresh.newPage();

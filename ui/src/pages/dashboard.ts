@@ -37,7 +37,7 @@ export const dashboardPage: PageFn = (el) => {
     const labels = stats.minutes.map((m) => new Date(m.minute).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', hour12: false }));
     const one = (panel: HTMLElement, title: string, series: Series[], total: string) => {
       const width = panel.clientWidth - 24;
-      fill(panel, h('figcaption', null, h('span.chart-title', null, title), h('span.muted.small', null, total)), chart(series, labels, { title, width }), legend(series));
+      fill(panel, h('figcaption', null, h('span.chart-title', null, title), h('span.muted.small', null, total)), chart(series, labels, { title, width, height: width < 420 ? 140 : 180 }), legend(series));
     };
     const inS: Series = { name: 'in (accepted)', cls: 's-in', values: stats.minutes.map((m) => m.in), kind: 'line' };
     const outS: Series = { name: 'out (delivered)', cls: 's-out', values: stats.minutes.map((m) => m.out), kind: 'line' };
