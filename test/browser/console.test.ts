@@ -245,6 +245,7 @@ test('queue: a message the relay defers (451) is retried, then deleted', { skip 
   await detail.getByRole('button', { name: 'Delete' }).click();
   const dialog = page.getByRole('dialog');
   await dialog.getByText('the sender gets no bounce').waitFor();
+  await shot(page, 'queue-delete-1280');
   await dialog.getByRole('button', { name: 'Delete' }).click();
   await page.locator('.queue-main .status', { hasText: `${id} deleted.` }).waitFor();
   await row.waitFor({ state: 'detached' });

@@ -341,8 +341,8 @@ export const queuePage: PageFn = (el, params, nav) => {
       const r = action === 'delete' ? await request<{ changed: string[] }>('DELETE', `/api/queue/${seg(id)}`) : await request<{ changed: string[] }>('POST', `/api/queue/${seg(id)}/${action}`, body);
       const n = r.body.changed.length;
       const what = id === 'all' ? `${n} message${n === 1 ? '' : 's'}` : id;
-      const done: Record<typeof action, string> = { retry: 'is tried now', hold: 'is held', release: 'is released', bounce: 'bounced', delete: 'deleted' };
-      status.set('ok', `${what} ${action === 'retry' && id === 'all' ? 'are tried now' : done[action]}.`);
+      const done: Record<typeof action, string> = { retry: 'will be tried now', hold: n === 1 ? 'is held' : 'are held', release: n === 1 ? 'is released' : 'are released', bounce: n === 1 ? 'is bounced' : 'are bounced', delete: 'deleted' };
+      status.set('ok', `${what} ${done[action]}.`);
       if (action === 'delete' || action === 'bounce') closeDetail();
     } catch (err) {
       status.set('error', `${action}: ${(err as Error).message}`);
