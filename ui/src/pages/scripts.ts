@@ -349,6 +349,7 @@ export const scriptsPage: PageFn = (el, params, nav) => {
       const firstHunk = all.findIndex((l) => l.startsWith('@@'));
       const heads = firstHunk < 0 ? all : all.slice(0, firstHunk);
       const body = firstHunk < 0 ? [] : all.slice(firstHunk);
+      while (body.length && body[body.length - 1] === '') body.pop();
       const kind = (l: string): string => (l.startsWith('@@') ? 'hunk' : l.startsWith('+') ? 'add' : l.startsWith('-') ? 'del' : 'ctx');
       const changed = body.some((l) => /^[+-]/.test(l));
       fill(
