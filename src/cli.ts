@@ -48,7 +48,7 @@ configOption(program.command('serve').description('run the SMTP services and loc
   if (server.adminAddress) {
     const a = server.adminAddress;
     const host = a.address.includes(':') ? `[${a.address}]` : a.address;
-    process.stderr.write(`moonpost: admin API on ${config.admin?.tls ? 'https' : 'http'}://${host}:${a.port}/api\n`);
+    process.stderr.write(`moonpost: admin console on ${config.admin?.tls ? 'https' : 'http'}://${host}:${a.port}/ (JSON API under /api)\n`);
   }
   let stopping = false;
   const stop = (signal: string): void => {

@@ -127,6 +127,53 @@ test('login: session cookie HttpOnly and SameSite=Strict, CSRF token for state c
   assert.equal(replay.status, 401);
 });
 
+test('every state-changing route refuses a session without its CSRF token, and nothing changes', async () => {
+  const c = AdminClient.forPort(h.adminPort!);
+  assert.equal((await c.login()).status, 200);
+  const changing = ROUTES.filter(([method]) => method !== 'GET');
+  assert.ok(changing.length >= 10);
+  for (const [method, path, body] of changing) {
+    for (const csrf of [false, 'x'.repeat(32)] as const) {
+      const r = await c.request(method, path, body, { csrf });
+      assert.equal(r.status, 403, `${method} ${path} with csrf=${csrf}`);
+    }
+  }
+  // Still logged in (the refused logout did not run) and no script was written.
+  assert.equal((await c.get('/api/session')).status, 200);
+  assert.equal((await c.get('/api/scripts')).body.scripts.length, 0);
+  await c.post('/api/logout');
+});
+
+test('the console page: public at / with a strict Content-Security-Policy; API answers are never cached', async () => {
+  const page = await anon.get('/');
+  // Built by `npm run build` (the test script builds first); 503 with a hint otherwise.
+  assert.ok(page.status === 200 || page.status === 503, String(page.status));
+  assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+  const csp = page.headers.get('content-security-policy') ?? '';
+  assert.match(csp, /default-src 'self'/);
+  assert.match(csp, /script-src 'self'(;|$)/, 'no inline or foreign script');
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.equal(page.headers.get('x-frame-options'), 'DENY');
+  assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
+  if (page.status === 200) {
+    assert.match(page.body, /<script type="module" src="\/assets\/app\.js">/);
+    const js = await anon.get('/assets/app.js');
+    assert.equal(js.status, 200);
+    assert.match(js.headers.get('content-type') ?? '', /^text\/javascript/);
+    const etag = js.headers.get('etag')!;
+    assert.ok(etag);
+    assert.equal((await anon.get('/assets/app.js', { headers: { 'if-none-match': etag } })).status, 304);
+  } else assert.match(page.body, /npm run build/);
+  for (const path of ['/assets/..%2fpackage.json', '/assets/.hidden', '/assets/nothing.js', '/assets/a%2f..%2f..%2fpackage.json']) {
+    assert.equal((await anon.get(path)).status, 404, path);
+  }
+  // The page is public; the API behind it is not, and its answers are marked not to be kept.
+  const api = await AdminClient.forPort(h.adminPort!, ADMIN_TOKEN).get('/api/queue/counts');
+  assert.equal(api.status, 200);
+  assert.equal(api.headers.get('cache-control'), 'no-store');
+  assert.equal((await anon.get('/api/queue/counts')).headers.get('cache-control'), 'no-store');
+});
+
 test('a forged or unknown session cookie is 401', async () => {
   const r = await anon.get('/api/session', { headers: { cookie: 'moonpost_session=forged' } });
   assert.equal(r.status, 401);

@@ -8,6 +8,11 @@ import { replySummary, scriptPosition } from '../../src/admin/live.js';
 import { LATENCY_BUCKETS, ScriptMetrics } from '../../src/script/metrics.js';
 import { validateConfig, ConfigError } from '../../src/config/load.js';
 import type { Envelope } from '../../src/queue/envelope.js';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Fastify from 'fastify';
+import { consoleRoutes } from '../../src/admin/http/console-assets.js';
 
 test('Ring keeps the last items, oldest first', () => {
   const r = new Ring<number>(3);
@@ -196,5 +201,45 @@ test('config: the admin section is optional, needs a login, hashed passwords and
   ];
   for (const [admin, message] of bad) {
     assert.throws(() => validateConfig({ ...base, admin }, 't'), (err: Error) => err instanceof ConfigError && message.test(err.message), JSON.stringify(admin));
+  }
+});
+
+test('console assets: index and assets with types and ETags; nothing outside assets/; 503 until built', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'moonpost-console-'));
+  const app = Fastify();
+  consoleRoutes(app, dir);
+  try {
+    const missing = await app.inject({ url: '/' });
+    assert.equal(missing.statusCode, 503);
+    assert.match(missing.body, /npm run build/);
+    await mkdir(join(dir, 'assets'));
+    await writeFile(join(dir, 'index.html'), '<!doctype html><title>t</title>');
+    await writeFile(join(dir, 'assets', 'app.js'), 'console.log(1)');
+    await writeFile(join(dir, 'assets', 'style.css'), 'body{}');
+    await writeFile(join(dir, 'secret.txt'), 'not served');
+    const index = await app.inject({ url: '/' });
+    assert.equal(index.statusCode, 200);
+    assert.equal(index.body, '<!doctype html><title>t</title>');
+    assert.match(index.headers['content-type'] as string, /^text\/html/);
+    assert.equal(index.headers['cache-control'], 'no-cache');
+    assert.match(index.headers['content-security-policy'] as string, /script-src 'self'/);
+    assert.equal((await app.inject({ url: '/index.html' })).statusCode, 302);
+    const js = await app.inject({ url: '/assets/app.js' });
+    assert.equal(js.statusCode, 200);
+    assert.match(js.headers['content-type'] as string, /^text\/javascript/);
+    assert.match((await app.inject({ url: '/assets/style.css' })).headers['content-type'] as string, /^text\/css/);
+    const etag = js.headers.etag as string;
+    assert.equal((await app.inject({ url: '/assets/app.js', headers: { 'if-none-match': etag } })).statusCode, 304);
+    // A rebuild is served at once (read per request), with a new ETag.
+    await writeFile(join(dir, 'assets', 'app.js'), 'console.log(2)');
+    const again = await app.inject({ url: '/assets/app.js', headers: { 'if-none-match': etag } });
+    assert.equal(again.statusCode, 200);
+    assert.equal(again.body, 'console.log(2)');
+    for (const url of ['/assets/..%2fsecret.txt', '/assets/%2e%2e%2fsecret.txt', '/assets/.app.js', '/assets/none.js', '/secret.txt']) {
+      assert.equal((await app.inject({ url })).statusCode, 404, url);
+    }
+  } finally {
+    await app.close();
+    await rm(dir, { recursive: true, force: true });
   }
 });

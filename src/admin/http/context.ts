@@ -23,4 +23,6 @@ export interface AdminContext {
   stats: MinuteStats;
   metrics: Registry;
   log: Logger;
+  /** The built browser console (default: dist/ui of this installation). */
+  consoleDir?: string;
 }

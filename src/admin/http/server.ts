@@ -7,6 +7,7 @@ import type { AdminContext } from './context.js';
 import { scriptRoutes } from './routes-scripts.js';
 import { queueRoutes } from './routes-queue.js';
 import { liveRoutes } from './routes-live.js';
+import { consoleRoutes, DEFAULT_CONSOLE_DIR } from './console-assets.js';
 import { ScriptFileError } from '../script-files.js';
 
 const BODY_LIMIT = 4 * 1024 * 1024;
@@ -22,8 +23,9 @@ function readKeyPair(tls: { cert: string; key: string }): { cert: Buffer; key: B
 const isLoopback = (ip: string): boolean => ip === '::1' || ip.startsWith('127.');
 
 /**
- * The admin console's HTTP server (fastify): JSON API under /api, Prometheus metrics at
- * /metrics, optional TLS, authentication by login session or bearer token (auth.ts).
+ * The admin console's HTTP server (fastify): the browser console at `/` (console-assets.ts),
+ * JSON API under /api, Prometheus metrics at /metrics, optional TLS, authentication by login
+ * session or bearer token (auth.ts).
  */
 export class AdminHttp {
   private readonly app: FastifyInstance;
@@ -59,7 +61,13 @@ export class AdminHttp {
     app.setNotFoundHandler((req, reply) => {
       void reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}` });
     });
+    app.addHook('onSend', async (req, reply) => {
+      void reply.header('x-content-type-options', 'nosniff').header('x-frame-options', 'DENY').header('referrer-policy', 'same-origin');
+      // API answers are per user and change all the time: never kept by a cache.
+      if (req.url.startsWith('/api/') && !reply.hasHeader('cache-control')) void reply.header('cache-control', 'no-store');
+    });
     registerAuth(app, this.auth, new Set(ctx.admin.metricsWithoutAuth ? ['/metrics'] : []));
+    consoleRoutes(app, ctx.consoleDir ?? DEFAULT_CONSOLE_DIR);
     scriptRoutes(app, ctx);
     queueRoutes(app, ctx);
     this.live = liveRoutes(app, ctx);
