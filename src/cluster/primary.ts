@@ -130,9 +130,14 @@ export class ClusterPrimary {
       if (m.t === 'ready' || m.t === 'failed') clearTimeout(timer);
     });
     worker.on('error', (err) => log.warn({ err: err.message }, 'worker channel error'));
-    const exited = new Promise<{ code: number | null; signal: string | null }>((res) => worker.once('exit', (code, signal) => res({ code, signal })));
-    const disconnected = new Promise<void>((res) => worker.once('disconnect', () => res()));
-    slot.gone = Promise.all([exited, disconnected]).then(async ([{ code, signal }]) => {
+    // 'close' comes once the process has exited and its IPC channel has been read to the end
+    // ('disconnect' may never come: Node holds it back while a connection handle sent to the
+    // worker awaits its acknowledgement). The messages of the last read are emitted on the
+    // next tick, so the rescan waits a turn for them.
+    const closed = new Promise<{ code: number | null; signal: string | null }>((res) =>
+      worker.process.once('close', (code, signal) => setImmediate(() => res({ code, signal }))),
+    );
+    slot.gone = closed.then(async ({ code, signal }) => {
       clearTimeout(timer);
       if (slot.worker === worker) slot.worker = null;
       if (slot.retag && !this.stopping) {
