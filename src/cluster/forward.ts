@@ -71,9 +71,13 @@ export class EventForwarder implements SessionObserver {
   }
 }
 
+/** What a worker's session ids end with on the primary (each worker counts its own). */
+export const sessionSuffix = (worker: number): string => `.w${worker}`;
+
 /** Replays a worker's events on the primary's live feed; session ids get the worker's number. */
 export function replayEvents(live: LiveFeed, bus: EventBus, worker: number, events: ForwardedEvent[]): void {
-  const sid = (s: string): string => `${s}.w${worker}`;
+  const suffix = sessionSuffix(worker);
+  const sid = (s: string): string => `${s}${suffix}`;
   for (const e of events) {
     switch (e.k) {
       case 'opened':

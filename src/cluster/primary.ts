@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import { newQueueId } from '../queue/spool.js';
 import type { ScriptHost } from '../script/script-host.js';
 import { MoonpostServer, type BoundService } from '../server.js';
-import { ClusterScriptMetrics, replayEvents } from './forward.js';
+import { ClusterScriptMetrics, replayEvents, sessionSuffix } from './forward.js';
 import { isWorkerMessage, queueIdTag, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 import { TrackedQueueIndex } from './tracked-queue.js';
 import { rescanSpool } from './rescan.js';
@@ -147,6 +147,7 @@ export class ClusterPrimary {
       }
       settle({ ok: false, error: `worker ${slot.id} exited at start (${signal ?? `code ${code}`})` });
       this.scriptMetrics?.retire(slot.id);
+      this.forgetSessions(slot.id);
       const expected = this.stopping && (code === 0 || code === null);
       log[expected ? 'info' : 'error']({ code, signal }, 'worker exited');
       // Nothing more can come from it: what it committed and did not hand over is in the spool.
@@ -196,6 +197,14 @@ export class ClusterPrimary {
       case 'bye':
         break;
     }
+  }
+
+  /** A dead worker's sessions are over: the live view and the open-connections gauge drop them. */
+  private forgetSessions(worker: number): void {
+    const live = this.server.liveFeed;
+    if (!live) return;
+    const suffix = sessionSuffix(worker);
+    for (const c of live.connections()) if (c.session.endsWith(suffix)) live.closed(c.session);
   }
 
   private scheduleRestart(slot: Slot, log: Logger): void {

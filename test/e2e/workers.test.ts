@@ -346,6 +346,9 @@ test('workers: a worker killed with SIGKILL under load is replaced; nothing ackn
       'the primary saw each kill',
     );
     assert.equal((await metric(s.adminPort, 'moonpost_worker_restarts_total'))[0]?.value, 3);
+    // The killed workers' sessions left the live view with them.
+    await sleep(200);
+    assert.equal((await metric(s.adminPort, 'moonpost_smtp_connections_open'))[0]?.value, 0);
     assert.equal((await metric(s.adminPort, 'moonpost_workers'))[0]?.value, 2);
 
     mp.child.kill('SIGTERM');
