@@ -1,7 +1,11 @@
 import { Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { loadConfig, ConfigError } from './config/load.js';
-import { MoonpostServer } from './server.js';
+import { MoonpostServer, type BoundService } from './server.js';
+import type { Config } from './config/schema.js';
+import { createLogger } from './log.js';
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
 import { hashPassword } from './policy/password.js';
 import { Spool } from './queue/spool.js';
 import { QueueIndex } from './queue/queue-index.js';
@@ -30,12 +34,44 @@ function load(file: string | undefined) {
   }
 }
 
+/** `workers: N | auto` as a process count. */
+function workerCount(workers: Config['workers']): number {
+  return workers === 'auto' ? availableParallelism() : workers;
+}
+
 configOption(program.command('serve').description('run the SMTP services and local delivery')).action(async (opts: { config?: string }) => {
+  if (cluster.isWorker) {
+    // A worker forked by the primary below: it gets its configuration from the primary.
+    const { runWorker } = await import('./cluster/worker.js');
+    await runWorker();
+    return;
+  }
   const config = load(opts.config);
-  const server = new MoonpostServer(config);
+  const workers = workerCount(config.workers);
+  const log = createLogger(config.log.level);
+  let server: MoonpostServer;
+  let stopServer: () => Promise<void>;
+  let reload: () => void;
+  let start: () => Promise<BoundService[]>;
+  if (workers > 1) {
+    const { ClusterPrimary } = await import('./cluster/primary.js');
+    const primary = new ClusterPrimary(config, log.child({ role: 'primary' }), workers);
+    server = primary.server;
+    start = () => primary.start();
+    stopServer = () => primary.stop();
+    reload = () => primary.reload();
+  } else {
+    server = new MoonpostServer(config, log);
+    start = () => server.start();
+    stopServer = () => server.stop();
+    reload = () => {
+      server.log.info('SIGHUP: reloading scripts');
+      void server.scripts.reload();
+    };
+  }
   let bound;
   try {
-    bound = await server.start();
+    bound = await start();
   } catch (err) {
     process.stderr.write(`moonpost: cannot start: ${(err as Error).message}\n`);
     process.exit(1);
@@ -43,6 +79,7 @@ configOption(program.command('serve').description('run the SMTP services and loc
   for (const b of bound) {
     process.stderr.write(`moonpost: service ${b.id} "${b.name}" listening on ${b.address}:${b.port}\n`);
   }
+  if (workers > 1) process.stderr.write(`moonpost: ${workers} SMTP worker processes\n`);
   process.stderr.write(`moonpost: local mail is delivered to ${server.mailRoot}/<domain>/<local-part>/ (Maildir)\n`);
   process.stderr.write(`moonpost: queue in ${server.spool.dir}\n`);
   if (server.adminAddress) {
@@ -55,15 +92,12 @@ configOption(program.command('serve').description('run the SMTP services and loc
     if (stopping) return;
     stopping = true;
     server.log.info({ signal }, 'shutting down');
-    server.stop().then(
+    stopServer().then(
       () => process.exit(0),
       () => process.exit(1),
     );
   };
-  process.on('SIGHUP', () => {
-    server.log.info('SIGHUP: reloading scripts');
-    void server.scripts.reload();
-  });
+  process.on('SIGHUP', reload);
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 });

@@ -18,7 +18,11 @@ import { ScriptFiles } from './admin/script-files.js';
 import { AdminHttp } from './admin/http/server.js';
 import { createMetrics } from './admin/http/metrics.js';
 import type { Server } from 'node:net';
+import type { Registry } from 'prom-client';
 import { ConnectionLimiter, Listener } from './smtp/listener.js';
+import type { Envelope } from './queue/envelope.js';
+import type { SessionObserver } from './smtp/context.js';
+import type { ScriptHooks } from './script/smtpsvr-hooks.js';
 import { DirSyncers } from './util/fsync.js';
 import { createLogger } from './log.js';
 import { ScriptHost } from './script/script-host.js';
@@ -29,6 +33,95 @@ export interface BoundService {
   name: string;
   address: string;
   port: number;
+}
+
+/** How a process of a multi-process server differs from the single-process default. */
+export interface ServerOptions {
+  /** Open the SMTP listeners (false in the primary of several workers: the workers accept). */
+  smtp?: boolean;
+  /** The queue index (the primary's tracks settled messages for its spool rescans). */
+  queueIndex?: (spool: Spool) => QueueIndex;
+  /** Metrics the admin API adds to its registry (the primary's per-worker counters). */
+  extraMetrics?: (registry: Registry) => void;
+  /** The script host as the metrics see it (the primary's adds its workers' counters). */
+  metricsScripts?: (scripts: ScriptHost) => ScriptHost;
+}
+
+/** What the SMTP listeners of one process need from the rest of it. */
+export interface SmtpSide {
+  config: Config;
+  log: Logger;
+  spool: Spool;
+  directory: Directory;
+  scripts: ScriptHost;
+  shared: ReturnType<typeof policyServices>;
+  /** A message was committed to the spool. */
+  onQueued(env: Envelope): void;
+  /** Hears sessions (the admin console), when set. */
+  observer?: SessionObserver;
+  /** Chains a trace onto a session's script hooks (the admin console), when set. */
+  traceHooks?(hooks: ScriptHooks, session: string): void;
+}
+
+/** Opens one listener per configured service. Connection limits count within this process. */
+export async function startListeners(side: SmtpSide): Promise<{ listeners: Listener[]; bound: BoundService[] }> {
+  const { config } = side;
+  const limiter = new ConnectionLimiter(config.limits.connections, config.limits.connectionsPerIp);
+  const relayNetworks = new NetworkList(config.relay.networks);
+  const listeners: Listener[] = [];
+  const bound: BoundService[] = [];
+  try {
+    for (const service of config.services) {
+      const listener = new Listener(
+        {
+          config,
+          service,
+          directory: side.directory,
+          relayNetworks,
+          proxyTrusted: new NetworkList(service.proxyTrusted),
+          ...side.shared,
+          spool: side.spool,
+          log: side.log,
+          onQueued: (env) => side.onQueued(env),
+          hooksFor: (policy, facts, log) => {
+            const hooks = side.scripts.sessionHooks(policy, facts, log);
+            if (hooks && side.traceHooks) side.traceHooks(hooks, facts().sessionId);
+            return hooks;
+          },
+          observer: side.observer,
+        },
+        limiter,
+      );
+      const addr = await listener.listen();
+      listeners.push(listener);
+      bound.push({ id: service.id, name: service.name, ...addr });
+    }
+  } catch (err) {
+    for (const l of listeners) l.stopAccepting();
+    throw err;
+  }
+  return { listeners, bound };
+}
+
+/**
+ * Graceful end of the SMTP side: no new connections; idle sessions get 421 now, busy ones when
+ * their transaction ends or at the deadline.
+ */
+export async function drainListeners(listeners: Listener[], deadlineMs: number): Promise<void> {
+  for (const l of listeners) l.stopAccepting();
+  const conns = listeners.flatMap((l) => [...l.connections]);
+  for (const c of conns) c.session.drain();
+  const all = Promise.all(conns.map((c) => c.done));
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = await Promise.race([
+    all.then(() => false),
+    new Promise<boolean>((res) => (timer = setTimeout(() => res(true), deadlineMs))),
+  ]);
+  clearTimeout(timer);
+  if (timedOut) {
+    for (const c of listeners.flatMap((l) => [...l.connections])) c.forceClose();
+    await all;
+  }
 }
 
 /** The whole MTA: listeners, queue, local delivery. `start` recovers the queue first. */
@@ -57,6 +150,7 @@ export class MoonpostServer {
   constructor(
     readonly config: Config,
     log?: Logger,
+    private readonly options: ServerOptions = {},
   ) {
     this.log = log ?? createLogger(config.log.level);
     this.spool = new Spool(config.dataDir, config.queue.fsync);
@@ -64,7 +158,7 @@ export class MoonpostServer {
     this.mailRoot = join(config.dataDir, 'mail');
     const maildir = new MaildirDelivery(this.mailRoot, new DirSyncers(config.queue.fsync), config.queue.fsync);
     this.scripts = new ScriptHost(config, this.log);
-    this.queue = new QueueIndex(this.spool);
+    this.queue = options.queueIndex ? options.queueIndex(this.spool) : new QueueIndex(this.spool);
     this.shared = policyServices(config);
     this.relay = new Relay(config, this.queue, this.scripts, this.shared.dns, this.shared.batv, this.directory, this.log.child({ part: 'relay' }));
     this.dispatcher = new LocalDispatcher(this.queue, maildir, this.log.child({ part: 'delivery' }));
@@ -91,34 +185,21 @@ export class MoonpostServer {
       this.scripts.metrics.onFailure((f) => live.scriptFailure(f));
     }
 
-    const limits = this.config.limits;
-    const limiter = new ConnectionLimiter(limits.connections, limits.connectionsPerIp);
-    const relayNetworks = new NetworkList(this.config.relay.networks);
-    const shared = this.shared;
-    for (const service of this.config.services) {
-      const listener = new Listener(
-        {
-          config: this.config,
-          service,
-          directory: this.directory,
-          relayNetworks,
-          proxyTrusted: new NetworkList(service.proxyTrusted),
-          ...shared,
-          spool: this.spool,
-          log: this.log,
-          onQueued: (env) => this.queue.add(env),
-          hooksFor: (policy, facts, log) => {
-            const hooks = this.scripts.sessionHooks(policy, facts, log);
-            if (hooks && this.live) this.live.traceHooks(hooks, facts().sessionId);
-            return hooks;
-          },
-          observer: this.live ?? undefined,
-        },
-        limiter,
-      );
-      const addr = await listener.listen();
-      this.listeners.push(listener);
-      this.bound.push({ id: service.id, name: service.name, ...addr });
+    if (this.options.smtp !== false) {
+      const live = this.live;
+      const { listeners, bound } = await startListeners({
+        config: this.config,
+        log: this.log,
+        spool: this.spool,
+        directory: this.directory,
+        scripts: this.scripts,
+        shared: this.shared,
+        onQueued: (env) => this.queue.add(env),
+        observer: live ?? undefined,
+        traceHooks: live ? (hooks, session) => live.traceHooks(hooks, session) : undefined,
+      });
+      this.listeners.push(...listeners);
+      this.bound.push(...bound);
     }
     if (this.live) await this.startAdmin(this.live);
     return this.bound;
@@ -145,12 +226,13 @@ export class MoonpostServer {
     const log = this.log.child({ part: 'admin' });
     const metrics = createMetrics({
       bus: this.events,
-      scripts: this.scripts,
+      scripts: this.options.metricsScripts?.(this.scripts) ?? this.scripts,
       queue: this.queue,
       relay: this.relay.counters,
       local: this.dispatcher.counters,
       openConnections: () => live.connections().length,
     });
+    this.options.extraMetrics?.(metrics.registry);
     const stats = new MinuteStats({
       delivered: () => this.relay.counters.delivered + this.dispatcher.counters.delivered,
       queueSize: () => this.queue.size,
@@ -190,22 +272,15 @@ export class MoonpostServer {
     await this.adminHttp?.close();
     this.adminHttp = null;
     for (const f of this.stopAdmin.splice(0)) f();
-    const conns = this.listeners.flatMap((l) => [...l.connections]);
-    for (const c of conns) c.session.drain();
-    const all = Promise.all(conns.map((c) => c.done));
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      all.then(() => false),
-      new Promise<boolean>((res) => (timer = setTimeout(() => res(true), deadlineMs))),
-    ]);
-    clearTimeout(timer);
-    if (timedOut) {
-      for (const c of this.listeners.flatMap((l) => [...l.connections])) c.forceClose();
-      await all;
-    }
+    await drainListeners(this.listeners, deadlineMs);
     await this.dispatcher.stop();
     await this.relay.stop();
     this.control?.close();
     this.scripts.stop();
+  }
+
+  /** The admin console's live feed (null when the admin API is off). */
+  get liveFeed(): LiveFeed | null {
+    return this.live;
   }
 }

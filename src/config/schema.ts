@@ -146,6 +146,11 @@ export const adminSchema = z.strictObject({
 export const configSchema = z.strictObject({
   hostname: z.string().min(1).default('localhost'),
   dataDir: z.string().min(1).default('./var'),
+  /**
+   * SMTP worker processes sharing the listening sockets; "auto" = one per CPU. 1 runs
+   * everything in one process, as without the key.
+   */
+  workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
   services: z.array(serviceSchema).min(1),
   domains: z.array(domainSchema).default([]),
   users: z.array(userSchema).default([]),
