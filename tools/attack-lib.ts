@@ -40,11 +40,11 @@ function DoMAILFROM(data, from, params, spf, auth)
     while true do i = i + 1 t[i] = string.rep("x", 4096) .. i end
   end
   if HeloName == "error.evil" then error("hook failure under load") end
-  return ""
+  return params, ""
 end
 function DoRCPTTO(data, rcpt, params, list)
-  if string.find(rcpt, "^scriptblocked") then return "550 5.7.1 refused by the script" end
-  return ""
+  if string.find(rcpt, "scriptblocked@", 1, true) then return params, "550 5.7.1 refused by the script" end
+  return params, ""
 end
 `;
 
@@ -380,7 +380,7 @@ const parallel = (n: number, body: (i: number) => Promise<void>): Promise<void> 
  * Slowloris: many connections, each trickling a byte every few hundred ms: a third never finish
  * their first command line, a third are inside DATA, a third spell out NOOPs byte by byte.
  */
-export const slowloris = (connections: number): Attack => ({
+export const slowloris = (connections: number, perIp = 100): Attack => ({
   name: `slowloris (${connections} conns)`,
   async run(ctx) {
     const n = connections;
@@ -391,7 +391,7 @@ export const slowloris = (connections: number): Attack => ({
       await sleep(Math.floor((i / n) * 1000));
       let r: Raw;
       try {
-        r = await Raw.open(ctx.server.port, attackerIp(i % Math.max(1, Math.ceil(n / 100))));
+        r = await Raw.open(ctx.server.port, attackerIp(i % Math.ceil(n / perIp)));
       } catch (e) {
         violations.push(`slowloris connect: ${(e as Error).message}`);
         return;
@@ -433,7 +433,7 @@ export const floodOneAddress = (perIpLimit: number, factor = 3): Attack => ({
   async run(ctx) {
     const ip = attackerIp(20);
     const held: Raw[] = [];
-    const counts = { greeted: 0, refused421: 0, other: 0, slowest421Ms: 0, rounds: 0 };
+    const counts = { greeted: 0, mostAtOnce: 0, refused421: 0, other: 0, slowest421Ms: 0, rounds: 0 };
     const violations: string[] = [];
     const one = async (): Promise<void> => {
       const t0 = Date.now();
@@ -449,6 +449,8 @@ export const floodOneAddress = (perIpLimit: number, factor = 3): Attack => ({
       if (r.text.startsWith('220')) {
         counts.greeted++;
         held.push(r);
+        // Held connections may time out and free their slots: what counts is how many are open at once.
+        counts.mostAtOnce = Math.max(counts.mostAtOnce, held.filter((h) => !h.closed).length);
         return;
       }
       if (r.text.startsWith('421 4.7.0')) {
@@ -467,9 +469,9 @@ export const floodOneAddress = (perIpLimit: number, factor = 3): Attack => ({
       await parallel(20, one);
       await sleep(50);
     }
-    if (counts.greeted > perIpLimit) violations.push(`${counts.greeted} connections admitted from one address, limit ${perIpLimit}`);
+    if (counts.mostAtOnce > perIpLimit) violations.push(`${counts.mostAtOnce} connections open at once from one address, limit ${perIpLimit}`);
     for (const r of held) r.close();
-    return { notes: `${counts.greeted} admitted, ${counts.refused421} got 421 (slowest ${counts.slowest421Ms} ms)`, violations, counts };
+    return { notes: `${counts.mostAtOnce} admitted at once, ${counts.refused421} got 421 (slowest ${counts.slowest421Ms} ms)`, violations, counts };
   },
 });
 
@@ -483,7 +485,7 @@ export const floodTotal = (total: number, perIp: number): Attack => ({
   async run(ctx) {
     const addresses = Math.ceil((total * 1.25) / perIp);
     const held: Raw[] = [];
-    const counts = { greeted: 0, refused421: 0, other: 0 };
+    const counts = { greeted: 0, mostAtOnce: 0, refused421: 0, other: 0 };
     const violations: string[] = [];
     await parallel(addresses, async (a) => {
       for (let k = 0; k < perIp && Date.now() < ctx.until; k++) {
@@ -499,6 +501,7 @@ export const floodTotal = (total: number, perIp: number): Attack => ({
         if (r.text.startsWith('220')) {
           counts.greeted++;
           held.push(r);
+          counts.mostAtOnce = Math.max(counts.mostAtOnce, held.filter((h) => !h.closed).length);
         } else {
           if (r.text.startsWith('421 4.7.0')) counts.refused421++;
           else {
@@ -509,10 +512,10 @@ export const floodTotal = (total: number, perIp: number): Attack => ({
         }
       }
     });
-    if (counts.greeted > total) violations.push(`${counts.greeted} connections admitted, limit ${total}`);
+    if (counts.mostAtOnce > total) violations.push(`${counts.mostAtOnce} connections open at once, limit ${total}`);
     await sleep(remaining(ctx));
     for (const r of held) r.close();
-    return { notes: `${counts.greeted} held, ${counts.refused421} got 421; over the limit the server refuses everyone (by design)`, violations, counts };
+    return { notes: `${counts.mostAtOnce} held at once, ${counts.refused421} got 421; over the limit the server refuses everyone (by design)`, violations, counts };
   },
 });
 
@@ -621,9 +624,9 @@ export const hugeLines = (megabytes: number): Attack => ({
     const violations: string[] = [];
     const chunk = Buffer.alloc(1 << 16, 'A');
     const total = megabytes * 2 ** 20;
-    const stream = async (r: Raw, limit = total, stopAt = Infinity): Promise<number> => {
+    const stream = async (r: Raw, limit = total, stopAt = Infinity, stop = (): boolean => false): Promise<number> => {
       let sent = 0;
-      while (sent < limit && !r.closed && Date.now() < stopAt) {
+      while (sent < limit && !r.closed && Date.now() < stopAt && !stop()) {
         await r.write(chunk);
         sent += chunk.length;
       }
@@ -658,11 +661,11 @@ export const hugeLines = (megabytes: number): Attack => ({
     };
     const duringDelay = async (): Promise<void> => {
       const r = await Raw.open(ctx.server.authPort, attackerIp(102));
-      await r.write(`EHLO huge.test\r\nAUTH PLAIN ${Buffer.from(`\0${AUTH_USER}\0wrong`).toString('base64')}\r\n`);
+      await r.write('EHLO huge.test\r\n');
       await r.until(() => r.replies.length >= 2, 5000);
-      // The 535 comes after a 2 s delay: what the client can push meanwhile shows whether the server stops reading.
-      const t0 = Date.now();
-      const sent = await stream(r, total, t0 + 1500);
+      await r.write(`AUTH PLAIN ${Buffer.from(`\0${AUTH_USER}\0wrong`).toString('base64')}\r\n`);
+      // The 535 comes after the failure delay: what the client can push meanwhile shows whether the server stops reading.
+      const sent = await stream(r, total, Date.now() + 1500, () => r.replies.length > 2);
       if (r.replies.length === 2) counts.heldDuringDelayKB = Math.max(counts.heldDuringDelayKB, Math.round(sent / 1024));
       await stream(r, total - sent);
       await r.write('\r\nNOOP\r\nQUIT\r\n');
@@ -674,7 +677,7 @@ export const hugeLines = (megabytes: number): Attack => ({
       counts.rounds++;
     } while (Date.now() < ctx.until - 3000);
     return {
-      notes: `${Math.round(counts.bytes / 2 ** 20)} MB sent; during a 2 s wait the server took ${counts.heldDuringDelayKB} KB before pushing back`,
+      notes: `${Math.round(counts.bytes / 2 ** 20)} MB sent; while an AUTH failure was delayed, ${counts.heldDuringDelayKB} KB went out before TCP pushed back`,
       violations,
       counts,
     };
@@ -1032,4 +1035,33 @@ export function table(results: PhaseResult[]): string {
   const out = [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
   if (results.some((r) => r.refusesBystanders)) out.push('* over limits.connections every new connection gets 421 4.7.0, the well-behaved ones too: the designed answer.');
   return out.join('\n');
+}
+
+export interface Bounds {
+  /** Lowest acceptable success rate of the well-behaved clients (ignored for refusing attacks). */
+  minSuccess: number;
+  /** p99 end-of-DATA latency that means gross failure, ms. */
+  maxP99Ms: number;
+  /** Server RSS that means runaway memory, MB. */
+  maxRssMB: number;
+  /** Fewest well-behaved messages the window must see (the server kept serving at all). */
+  minMessages: number;
+}
+
+/** What is wrong with a phase, as readable lines; empty when the attack was contained. */
+export function problems(r: PhaseResult, b: Bounds): string[] {
+  const out: string[] = [];
+  const s = r.bystanders;
+  if (!r.serverAlive) out.push('the server died');
+  for (const v of r.outcome?.violations ?? []) out.push(`violation: ${v}`);
+  if (r.refusesBystanders) {
+    const other = s.errors.filter((e) => !e.startsWith('421 4.7.0'));
+    if (other.length) out.push(`well-behaved clients failed other than by 421 4.7.0: ${other.join(' | ')}`);
+  } else {
+    if (s.successRate < b.minSuccess) out.push(`well-behaved success ${(s.successRate * 100).toFixed(1)}% < ${b.minSuccess * 100}%: ${s.errors.join(' | ')}`);
+    if (s.attempted < b.minMessages) out.push(`only ${s.attempted} well-behaved messages in ${r.seconds.toFixed(1)} s`);
+    if (s.p99 > b.maxP99Ms) out.push(`well-behaved p99 ${s.p99.toFixed(0)} ms > ${b.maxP99Ms} ms`);
+  }
+  if (r.peakRssMB > b.maxRssMB) out.push(`server RSS ${r.peakRssMB.toFixed(0)} MB > ${b.maxRssMB} MB`);
+  return out;
 }
