@@ -9,6 +9,16 @@ import { normalizeIp } from '../policy/cidr.js';
 const LF = 10;
 const NEED_MORE = Symbol('need more input');
 const PROXY_V2_MAX = 16 + 0xffff;
+/**
+ * Input held unread while a command is awaited (an AUTH failure delay, a hook, a commit): past
+ * this, the socket stops being read and TCP pushes back, so a client cannot fill memory.
+ */
+const MAX_HELD_INPUT = 256 * 1024;
+/**
+ * Commands handled back to back before other connections get a turn: a hook's promise settles
+ * as a microtask, so thousands of pipelined commands would otherwise run in one event-loop turn.
+ */
+const STEPS_PER_TURN = 64;
 
 export function tlsDetails(s: TLSSocket): string {
   const c = s.getCipher();
@@ -31,6 +41,9 @@ export class Connection implements SessionIO {
   private finished = false;
   private discardingLongLine = false;
   private paused = false;
+  /** Reading stopped because too much input is held while the session is busy. */
+  private throttled = false;
+  private steps = 0;
   private phase: 'command' | 'data' = 'command';
   private proxyPending: boolean;
   private readonly onData = (chunk: Buffer): void => this.receive(chunk);
@@ -135,11 +148,24 @@ export class Connection implements SessionIO {
     raw.removeAllListeners('error');
     const secure = new TLSSocket(raw, { isServer: true, secureContext: this.secureContext ?? undefined });
     this.socket = secure;
-    await new Promise<void>((resolve, reject) => {
-      secure.once('secure', resolve);
-      secure.once('error', reject);
-      secure.once('close', () => reject(new Error('closed during TLS handshake')));
-    });
+    // Whatever becomes of the handshake, the socket's end is the connection's end (and frees its slot).
+    secure.once('close', () => this.finish('connection closed during the TLS handshake'));
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        secure.once('secure', resolve);
+        secure.once('error', reject);
+        secure.once('close', () => reject(new Error('closed during TLS handshake')));
+        // A client that says STARTTLS and then nothing has the command timeout to start.
+        timer = setTimeout(() => reject(new Error('TLS handshake timed out')), this.ctx.config.limits.timeouts.command * 1000);
+      });
+    } catch (err) {
+      secure.on('error', () => undefined);
+      secure.destroy();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
     secure.removeAllListeners('error');
     secure.removeAllListeners('close');
     this.attach(secure);
@@ -158,6 +184,10 @@ export class Connection implements SessionIO {
       this.buf = Buffer.concat([this.buf.subarray(this.off), chunk]);
       this.off = 0;
     }
+    if (this.busy && !this.throttled && this.buf.length - this.off > MAX_HELD_INPUT) {
+      this.throttled = true;
+      this.socket.pause();
+    }
     this.process();
   }
 
@@ -174,12 +204,20 @@ export class Connection implements SessionIO {
   private process(): void {
     if (this.busy) return;
     while (!this.closing && !this.paused && this.off < this.buf.length) {
+      if (++this.steps > STEPS_PER_TURN) {
+        this.steps = 0;
+        return this.wait(new Promise<void>((res) => setImmediate(res)));
+      }
       const r = this.step();
       if (r === NEED_MORE) break;
       if (r) return this.wait(r);
     }
     // Input used up (or we stopped): the batched replies can go out.
     this.flush();
+    if (this.throttled && !this.paused) {
+      this.throttled = false;
+      this.socket.resume();
+    }
   }
 
   /** Holds input until the session has finished `pending` (greeting, a command, a commit). */

@@ -220,6 +220,12 @@ export class Session {
   }
 
   lineTooLong(): void {
+    if (this.lineHandler) {
+      // A 500 ends an AUTH exchange (RFC 4954): the client's next line is a command again.
+      this.lineHandler = null;
+      this.sasl = null;
+      return this.send(reply(500, '5.5.6', 'Authentication exchange line too long'));
+    }
     this.send(reply(500, '5.5.2', `Line too long (limit ${this.maxLineLength} octets)`));
   }
 

@@ -31,6 +31,17 @@ export class ServerProcess {
     return this.log.slice(-4000);
   }
 
+  /** The running server's process id, or null while it is down. */
+  get pid(): number | null {
+    return this.child?.pid ?? null;
+  }
+
+  /** Whether the server is running (it may have crashed on its own). */
+  get alive(): boolean {
+    const c = this.child;
+    return !!c && c.exitCode === null && c.signalCode === null;
+  }
+
   /**
    * Spawns the server; with `ready`, resolves once it listens (it has recovered its queue by
    * then). While it was down, the port may briefly have served as some connection's local

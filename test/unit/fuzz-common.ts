@@ -6,7 +6,11 @@
  *   FUZZ_RUNS=20 node --import tsx --test test/unit/fuzz-*.test.ts
  * FUZZ_SEED replays a run (fast-check prints the seed and path of a failure; pass the seed
  * here, or copy the counterexample into the property's `examples` as a regression case).
+ * FUZZ_REPORT names a file to which each test file appends, at exit, one JSON line with the
+ * properties checked and the cases fast-check actually ran (tools/fuzz.ts sums them).
  */
+import { appendFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import fc from 'fast-check';
 
 const scale = (() => {
@@ -21,9 +25,25 @@ export function runs(n: number): number {
   return Math.max(1, Math.round(n * scale));
 }
 
+const reportFile = process.env.FUZZ_REPORT;
+const tally = { properties: 0, cases: 0, failed: 0 };
+if (reportFile) {
+  process.on('exit', () => appendFileSync(reportFile, `${JSON.stringify({ file: basename(process.argv[1] ?? '?'), ...tally })}\n`));
+}
+
+/** Counts what a property ran, then fails as fast-check's own reporter would. */
+function countingReporter<T>(out: fc.RunDetails<T>): void {
+  tally.properties++;
+  tally.cases += out.numRuns;
+  if (out.failed) {
+    tally.failed++;
+    throw new Error(fc.defaultReportMessage(out));
+  }
+}
+
 /** fast-check parameters: `n` runs (scaled), the pinned seed if any, and regression examples. */
 export function params<T>(n: number, examples: NoInfer<T>[] = []): fc.Parameters<T> {
-  return { numRuns: runs(n), seed, examples };
+  return { numRuns: runs(n), seed, examples, ...(reportFile ? { reporter: countingReporter } : {}) };
 }
 
 /** Characters that matter to SMTP parsers, to make random strings hit interesting paths. */
