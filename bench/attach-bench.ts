@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { onCleanup } from './cleanup.js';
-import type { BenchContext } from './compare.js';
+import type { BenchContext } from './peers.js';
 import { countWithHeader } from './header-check.js';
 import { emptyDir, waitForCount } from './maildir.js';
 import { buildAttachmentMessage, runLoad } from './mime-load.js';

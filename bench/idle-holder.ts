@@ -4,7 +4,7 @@
  * opens COUNT connections to 127.0.0.1:PORT, at most BATCH at a time, reads each one's greeting,
  * then holds them idle. Reports one JSON line on stdout when all are open, waits for a line
  * "close" on stdin (or stdin's end), closes them all, reports another JSON line and exits.
- * Bounded: each connection has 10 s to greet, opening stops after 90 s, and the process exits
+ * Bounded: each connection has 10 s to greet, opening stops after 180 s, and the process exits
  * by itself after 10 minutes whatever happens.
  */
 import { connect, type Socket } from 'node:net';
@@ -13,7 +13,7 @@ import { fdSoftLimit } from './fd-limit.js';
 
 const BATCH = 100;
 const GREET_MS = 10_000;
-const OPEN_MS = 90_000;
+const OPEN_MS = 180_000;
 const LIFETIME_MS = 600_000;
 
 const [portArg, countArg, marker = ''] = process.argv.slice(2);
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  failed = count - socks.length; // including any not attempted after the 90 s cutoff
+  failed = count - socks.length; // including any not attempted after the 180 s cutoff
   const errs = [...errors].slice(0, 3).map(([e, n]) => `${n}x ${e}`);
   say({ event: 'open', opened: socks.length, failed, marked, ms: Date.now() - t0, errors: errs, fdLimit: limit });
 

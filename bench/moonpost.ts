@@ -1,8 +1,11 @@
 /** Starts the built moonpost (dist/cli.js) as a child process with a temp data dir and a benchmark config. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { withFdLimit } from './fd-limit.js';
+import { treePids } from './proctree.js';
+import { waitForGreeting } from './proc.js';
 
 export interface MoonpostOptions {
   /** The `limits:` flow mapping of the config (default: 1000 per IP, 2000 in all, 50 MB messages). */
@@ -15,7 +18,12 @@ export interface MoonpostOptions {
   extraConfig?: string[];
   /** A Lua file installed as <dataDir>/scripts/relayout.lua before the start. */
   relayout?: string;
+  /** `workers: N` in the config (processes sharing the listening socket); omitted when undefined. */
+  workers?: number;
 }
+
+/** moonpost refused the `workers` key (a build without multi-process support). */
+export class WorkersUnsupportedError extends Error {}
 
 export interface MoonpostInstance {
   pid: number;
@@ -59,7 +67,8 @@ function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
 export async function startMoonpost(cli: string, dir: string, port: number, domain: string, opts: MoonpostOptions = {}): Promise<MoonpostInstance> {
   const dataDir = join(dir, 'var');
   const cfg = join(dir, 'moonpost.yaml');
-  await writeFile(cfg, config(dataDir, port, domain, opts.limits ?? DEFAULT_LIMITS, opts.extraConfig ?? []));
+  const extra = [...(opts.workers !== undefined ? [`workers: ${opts.workers}`] : []), ...(opts.extraConfig ?? [])];
+  await writeFile(cfg, config(dataDir, port, domain, opts.limits ?? DEFAULT_LIMITS, extra));
   if (opts.script) {
     await mkdir(join(dataDir, 'scripts'), { recursive: true });
     await copyFile(opts.script, join(dataDir, 'scripts', 'SMTPSVR.LUA'));
@@ -87,15 +96,35 @@ export async function startMoonpost(cli: string, dir: string, port: number, doma
     });
     child.once('exit', (code, sig) => {
       clearTimeout(t);
-      reject(new Error(`moonpost exited (code ${code}, signal ${sig}) before listening:\n${log}`));
+      if (opts.workers !== undefined && /unknown key.*"workers"/.test(log)) reject(new WorkersUnsupportedError('workers not supported'));
+      else reject(new Error(`moonpost exited (code ${code}, signal ${sig}) before listening:\n${log}`));
     });
+    // With several workers the "listening on" line may come from each of them, or in another form:
+    // a greeting on the port is proof enough.
+    if (opts.workers !== undefined) {
+      void waitForGreeting(port, 20_000).then((ok) => {
+        if (ok) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    }
   });
   const stop = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return;
+    const pids = treePids(child.pid as number);
     child.kill('SIGTERM');
     if (!(await waitExit(child, 10_000))) {
       child.kill('SIGKILL');
       await waitExit(child, 5_000);
+    }
+    // Workers that outlived their master (checked by command line, in case a pid was reused).
+    for (const p of pids.slice(1)) {
+      try {
+        if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dirname(cli))) process.kill(p, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
     }
   };
   try {

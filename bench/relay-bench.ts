@@ -15,7 +15,7 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { onCleanup } from './cleanup.js';
-import type { BenchContext } from './compare.js';
+import type { BenchContext } from './peers.js';
 import { startMoonpost } from './moonpost.js';
 import { scaled } from './options.js';
 import { startPostfix, type PostfixInstance } from './postfix.js';

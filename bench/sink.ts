@@ -4,6 +4,9 @@ import { waitForGreeting } from './proc.js';
 
 export interface SinkInstance {
   port: number;
+  pid: number;
+  /** Messages received so far (the -c counter as last printed). */
+  received(): number;
   /** Stops the sink (SIGTERM, so it flushes its output) and returns the messages it received (-c counter). */
   stop(): Promise<number>;
 }
@@ -37,5 +40,5 @@ export async function startSink(bin: string, port: number): Promise<SinkInstance
     await stop();
     throw new Error(`smtp-sink did not answer on 127.0.0.1:${port}: ${err}`);
   }
-  return { port, stop };
+  return { port, pid: child.pid as number, received: () => max, stop };
 }
