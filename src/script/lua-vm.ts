@@ -46,8 +46,8 @@ const HOOK_EVERY = 1000;
  * which builds a template string and calls through `apply`: some 40 ns a call, more than Lua's
  * own matching of a short anchored pattern. The raw exports are caught as wasmoon instantiates
  * its module (WebAssembly.instantiate, wrapped only while an initialization is under way) and
- * used by the pattern functions, which run for every line a script looks at, and by the
- * allocator. Without them (another loader), the wrapped functions serve.
+ * used for every call from the host (LuaVm.m). Without them (another loader), the wrapped
+ * functions serve.
  */
 let initializing = 0;
 let realInstantiate: typeof WebAssembly.instantiate | null = null;
@@ -59,10 +59,14 @@ async function initializeWithExports(): Promise<{ module: LuaModule; exports: We
     realInstantiate = real;
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     (WebAssembly as any).instantiate = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
+      const fast = fastInvoke(args[1]);
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
       const r = await (real as any).apply(this, args);
       const instance = r instanceof WebAssembly.Instance ? r : r?.instance;
-      if (instance instanceof WebAssembly.Instance) caughtExports.push(instance.exports);
+      if (instance instanceof WebAssembly.Instance) {
+        caughtExports.push(instance.exports);
+        fast?.bind(instance.exports);
+      }
       return r;
     };
   }
@@ -78,6 +82,40 @@ async function initializeWithExports(): Promise<{ module: LuaModule; exports: We
   const exports = i >= 0 ? caughtExports.splice(i, 1)[0] : null;
   if (initializing === 0) caughtExports.length = 0;
   return { module: lw.module, exports };
+}
+
+/**
+ * Every protected call (lua_pcall, pcall in a script, loading a chunk, resuming a coroutine)
+ * runs through the module's `invoke_vii` import, Emscripten's setjmp: it saves the stack
+ * pointer through an assertion wrapper (a template string built per call) and checks the
+ * function table mirror. This is the same function over the raw exports, swapped into the
+ * imports before instantiation; it falls back to the original until the instance exists.
+ */
+function fastInvoke(imports: unknown): { bind(exports: WebAssembly.Exports): void } | null {
+  const env = (imports as { env?: Record<string, unknown> } | undefined)?.env;
+  const original = env?.invoke_vii;
+  if (!env || typeof original !== 'function') return null;
+  let ex: { stackSave(): number; stackRestore(sp: number): void; setThrew(a: number, b: number): void; table: WebAssembly.Table } | null = null;
+  env.invoke_vii = function (index: number, a1: number, a2: number): void {
+    if (!ex) return (original as (i: number, a: number, b: number) => void)(index, a1, a2);
+    const sp = ex.stackSave();
+    try {
+      ex.table.get(index)(a1, a2);
+    } catch (e) {
+      ex.stackRestore(sp);
+      // A longjmp is thrown as a number; anything else is a real exception.
+      if (e !== (e as number) + 0) throw e;
+      ex.setThrew(1, 0);
+    }
+  };
+  return {
+    bind(exports) {
+      const { stackSave, stackRestore, setThrew, __indirect_function_table: table } = exports as Record<string, unknown>;
+      if (typeof stackSave === 'function' && typeof stackRestore === 'function' && typeof setThrew === 'function' && table instanceof WebAssembly.Table) {
+        ex = { stackSave, stackRestore, setThrew, table } as typeof ex;
+      }
+    },
+  };
 }
 
 /** Buffer's search (linear time), on views of the wasm heap. */
@@ -106,8 +144,11 @@ function posrelatI(pos: bigint, len: number): number {
  * threaded), so the hook charges whichever state is `running`.
  */
 export class LuaVm {
+  /**
+   * The module, with its C API functions and malloc/realloc/free replaced by the raw wasm
+   * exports when they were caught: every call from the host goes straight into wasm.
+   */
   readonly m: LuaModule;
-  /** `m` with its C API functions, realloc and free replaced by the raw wasm exports when caught. */
   private readonly api: LuaModule;
   private readonly budgets = new Map<number, StateBudget>();
   private nextId = 1;
@@ -127,16 +168,17 @@ export class LuaVm {
   private readonly patternFns: Record<string, number>;
   private readonly matcher = new PatternMatcher((steps) => this.chargeSteps(steps));
 
-  private constructor(m: LuaModule, exports: WebAssembly.Exports | null) {
-    this.m = m;
-    // The C API and realloc/free without wasmoon's assertion wrappers, for the pattern
-    // functions and the allocator (every allocation of every state).
-    this.api = Object.create(m);
+  private constructor(module: LuaModule, exports: WebAssembly.Exports | null) {
+    // The C API and malloc/realloc/free without wasmoon's assertion wrappers (every host call
+    // into Lua and every allocation of every state goes through them).
+    const api = Object.create(module);
     if (exports) {
-      for (const [name, f] of Object.entries(exports)) if (typeof f === 'function' && (name.startsWith('lua') || name === 'realloc' || name === 'free') && typeof m[`_${name}`] === 'function') this.api[`_${name}`] = f;
+      for (const [name, f] of Object.entries(exports)) if (typeof f === 'function' && (name.startsWith('lua') || name === 'malloc' || name === 'realloc' || name === 'free') && typeof module[`_${name}`] === 'function') api[`_${name}`] = f;
     }
+    this.m = api;
+    this.api = api;
+    const m = api;
     this.lenPtr = m._malloc(8);
-    const api = this.api;
     this.allocFn = m.addFunction((ud: number, ptr: number, osize: number, nsize: number): number => {
       const b = this.budgets.get(ud);
       if (nsize === 0) {
@@ -522,6 +564,36 @@ export class LuaVm {
     this.m._lua_close(L);
     this.budgets.delete(id);
     this.statesOpen--;
+  }
+
+  /**
+   * The standard libraries a sandboxed state keeps (S1), without io and package, which the
+   * sandbox removes anyway: they are the costliest to open (file handles, search paths), and a
+   * state is opened per connection. debug serves the prelude only.
+   */
+  openLibs(L: number): void {
+    const m = this.m;
+    const libs: [string, (L: number) => number][] = [
+      ['_G', m._luaopen_base],
+      ['coroutine', m._luaopen_coroutine],
+      ['table', m._luaopen_table],
+      ['os', m._luaopen_os],
+      ['string', m._luaopen_string],
+      ['math', m._luaopen_math],
+      ['utf8', m._luaopen_utf8],
+      ['debug', m._luaopen_debug],
+    ];
+    // Registered in package.loaded as luaL_requiref does: argument errors name a library
+    // function by looking it up there ("bad argument #1 to 'string.find'").
+    m._luaL_getsubtable(L, LUA_REGISTRYINDEX, this.cstr('_LOADED'));
+    for (const [name, open] of libs) {
+      // Each pushes its library table (base fills the globals table and pushes it).
+      open(L);
+      m._lua_pushvalue(L, -1);
+      m._lua_setfield(L, -3, this.cstr(name));
+      m._lua_setglobal(L, this.cstr(name));
+    }
+    m._lua_settop(L, -2);
   }
 
   /** Arms the count hook for a call on `L`. */
