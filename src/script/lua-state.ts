@@ -58,33 +58,15 @@ export class LuaState {
     this.id = s.id;
     this.budget = s.budget;
     vm.openLibs(this.L);
-    const m = vm.m;
-    m._lua_getglobal(this.L, vm.cstr('collectgarbage'));
-    this.gcRef = m._luaL_ref(this.L, LUA_REGISTRYINDEX);
-    this.pauseGc(true);
     // Budgeted pattern matching, which the prelude installs in the string library.
     vm.installPatterns(this.L);
     this.setupHostDispatch();
     const r = this.runInternal(SANDBOX_PRELUDE, '=sandbox');
     if (r.kind !== 'ok') throw new Error(`sandbox setup failed: ${r.kind === 'error' || r.kind === 'stopped' ? r.message : r.kind}`);
     // The prelude leaves the traceback handler on the registry under a fixed key.
+    const m = vm.m;
     m._lua_getfield(this.L, LUA_REGISTRYINDEX, vm.cstr('moonpost.traceback'));
     this.tracebackRef = m._luaL_ref(this.L, LUA_REGISTRYINDEX);
-    this.pauseGc(false);
-  }
-
-  private readonly gcRef: number;
-
-  /**
-   * Stops (or restarts) the collector: while a state is being set up, it only grows, and the
-   * collection cycles its growth would start find nothing to free. The allocator still runs an
-   * emergency collection at the memory cap. Our own code only (collectgarbage as opened).
-   */
-  pauseGc(stop: boolean): void {
-    const m = this.vm.m;
-    m._lua_rawgeti(this.L, LUA_REGISTRYINDEX, BigInt(this.gcRef));
-    this.vm.pushString(this.L, stop ? 'stop' : 'restart');
-    m._lua_callk(this.L, 1, 0, 0, 0);
   }
 
   private setupHostDispatch(): void {

@@ -109,8 +109,6 @@ export class ScriptHost {
       return null;
     }
     const scriptName = script.chunkName.slice(1);
-    // The host's functions go in with the collector stopped (see pauseGc); it runs for the script.
-    state.pauseGc(true);
     state.define('print', (_s, args) => {
       const out = args.map(luaToText).join('\t');
       log.info({ script: scriptName, out }, 'script print');
@@ -121,7 +119,6 @@ export class ScriptHost {
     // The VPOP3 helpers; a part or decoded body may take at most a quarter of the state's memory.
     installVpop3Library(state, { maxBytes: Math.floor(this.memoryLimit / 4) });
     const shim = state.runInternal(REQUIRE_SHIM, '=require');
-    state.pauseGc(false);
     const main = shim.kind === 'ok' ? state.loadAndRun(script.bytecode, script.chunkName, 'b', this.budget) : shim;
     if (main.kind !== 'ok') {
       const message = main.kind === 'absent' ? 'no main chunk' : main.message;
