@@ -402,9 +402,37 @@ export class PatternMatcher {
       else if (cl >= 0x61) while (s < srcEnd && (CTYPE[S[s]] & bit) === 0) s++;
       else while (s < srcEnd && (CTYPE[S[s]] & bit) !== 0) s++;
     } else if (pc === 0x5b) {
-      while (s < srcEnd && !this.matchBracketClass(S[s], p, ep - 1)) s++;
+      const set = this.setTable(p, ep);
+      while (s < srcEnd && !set[S[s]]) s++;
     } else while (s < srcEnd && S[s] !== pc) s++;
     return s;
+  }
+
+  /** Recent sets ('[...]' at the start of a pattern) and their membership tables. */
+  private readonly sets: { text: Uint8Array; table: Uint8Array }[] = [];
+  private nextSet = 0;
+
+  /**
+   * The membership table of the set at p..ep: a script matches the same few patterns line
+   * after line, and a table lookup per byte is much cheaper than walking the set.
+   */
+  private setTable(p: number, ep: number): Uint8Array {
+    const P = this.P;
+    const n = ep - p;
+    outer: for (const e of this.sets) {
+      if (e.text.length !== n) continue;
+      for (let i = 0; i < n; i++) if (e.text[i] !== P[p + i]) continue outer;
+      return e.table;
+    }
+    const table = new Uint8Array(256);
+    for (let c = 0; c < 256; c++) table[c] = this.matchBracketClass(c, p, ep - 1) ? 1 : 0;
+    const entry = { text: P.slice(p, ep), table };
+    if (this.sets.length < 8) this.sets.push(entry);
+    else {
+      this.sets[this.nextSet] = entry;
+      this.nextSet = (this.nextSet + 1) % 8;
+    }
+    return table;
   }
 
   /** How many characters from `s` on the single-character class at p..ep matches. */

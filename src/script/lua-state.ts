@@ -57,7 +57,7 @@ export class LuaState {
     this.L = s.L;
     this.id = s.id;
     this.budget = s.budget;
-    vm.m._luaL_openlibs(this.L);
+    vm.openLibs(this.L);
     // Budgeted pattern matching, which the prelude installs in the string library.
     vm.installPatterns(this.L);
     this.setupHostDispatch();
@@ -102,6 +102,36 @@ export class LuaState {
   /** Runs one of our own chunks, compiled once per VM (a state costs less to make). */
   runInternal(code: string, chunkName: string): CallResult {
     return this.loadAndRun(internalChunk(this.vm, code, chunkName), chunkName, 'b');
+  }
+
+  /**
+   * Runs one of our own chunks with the host's primitives and the globals table as its
+   * arguments (see SANDBOX_PRELUDE), and keeps the functions it returns in the registry.
+   * Returns their references, or null when the chunk failed.
+   */
+  internalFunctions(code: string, chunkName: string): number[] | null {
+    const m = this.vm.m;
+    const L = this.L;
+    const base = m._lua_gettop(L);
+    if (this.load(internalChunk(this.vm, code, chunkName), chunkName, 'b') !== LUA_OK) {
+      m._lua_settop(L, base);
+      return null;
+    }
+    m._lua_getfield(L, LUA_REGISTRYINDEX, this.vm.cstr('moonpost.prims'));
+    m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(LUA_RIDX_GLOBALS));
+    if (m._lua_pcallk(L, 2, LUA_MULTRET, 0, 0, 0) !== LUA_OK) {
+      m._lua_settop(L, base);
+      return null;
+    }
+    const refs: number[] = [];
+    for (let i = m._lua_gettop(L); i > base; i--) {
+      if (m._lua_type(L, -1) !== T_FUNCTION) {
+        m._lua_settop(L, base);
+        return null;
+      }
+      refs.unshift(m._luaL_ref(L, LUA_REGISTRYINDEX));
+    }
+    return refs;
   }
 
   /** Loads a chunk (text or precompiled bytecode) and runs it. */
@@ -161,6 +191,16 @@ export class LuaState {
       m._lua_settop(L, base);
       return { kind: 'absent' };
     }
+    for (const a of args) this.push(a, 0);
+    return this.pcall(base, args.length, budget, bytes);
+  }
+
+  /** call() of a function kept by internalFunctions. */
+  callRef(ref: number, args: LuaValue[], budget: CallBudget, bytes = false): CallResult {
+    const m = this.vm.m;
+    const L = this.L;
+    const base = m._lua_gettop(L);
+    m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(ref));
     for (const a of args) this.push(a, 0);
     return this.pcall(base, args.length, budget, bytes);
   }

@@ -28,15 +28,116 @@ export const T_FUNCTION = 6;
 /** Why a call was stopped by the host rather than by the script's own error. */
 export type Stop = 'timeout' | 'instructions' | 'memory';
 
-/** Accounting of one Lua state, looked up by the allocator through its user-data id. */
-export interface StateBudget {
-  memoryUsed: number;
-  memoryLimit: number;
+/**
+ * Accounting of one Lua state. The memory part lives in the wasm heap (four int32 at `ptr`, the
+ * state's allocator user data: bytes used, the cap, whether the cap binds now, whether it was
+ * hit), where the allocator keeps it up to date without leaving wasm (see accountingAllocator).
+ */
+export class StateBudget {
+  private stop: Stop | null = null;
+  closed = false;
+  deadline = Infinity;
+  instructions = 0;
+  maxInstructions = Infinity;
+
+  constructor(
+    private readonly m: LuaModule,
+    readonly ptr: number,
+    readonly memoryLimit: number,
+  ) {
+    const h: Int32Array = m.HEAP32;
+    h[ptr >> 2] = 0;
+    // An int32 cap: 2 GB is more than a wasm32 heap gives anyway.
+    h[(ptr >> 2) + 1] = Math.min(memoryLimit, 0x7fffffff);
+    h[(ptr >> 2) + 2] = 0;
+    h[(ptr >> 2) + 3] = 0;
+  }
+
+  get memoryUsed(): number {
+    return this.m.HEAP32[this.ptr >> 2];
+  }
+
   /** Set when the host stopped the running call; every further instruction raises again. */
-  stopped: Stop | null;
-  deadline: number;
-  instructions: number;
-  maxInstructions: number;
+  get stopped(): Stop | null {
+    if (this.stop) return this.stop;
+    return !this.closed && this.m.HEAP32[(this.ptr >> 2) + 3] ? 'memory' : null;
+  }
+
+  set stopped(v: Stop | null) {
+    this.stop = v;
+  }
+
+  /**
+   * The cap binds the script's own calls only. The host's pushes of globals and arguments
+   * (bounded by the SMTP limits) run unprotected, where a failed allocation would abort the
+   * whole VM instead of raising a catchable error.
+   */
+  enforce(on: boolean): void {
+    if (!this.closed) this.m.HEAP32[(this.ptr >> 2) + 2] = on ? 1 : 0;
+  }
+}
+
+/**
+ * lua_Alloc with the accounting of StateBudget, as a small wasm module calling the Lua
+ * module's realloc and free: every allocation of every state stays inside wasm instead of
+ * crossing into JS and back. In the WebAssembly text format:
+ *
+ *   (func (param $ud i32) (param $ptr i32) (param $osize i32) (param $nsize i32) (result i32)
+ *     (local $d i64) (local $p i32)
+ *     (if (i32.eqz $nsize) (then
+ *       (if $ptr (then (i32.store $ud (i32.sub (i32.load $ud) $osize)) (call $free $ptr)))
+ *       (return (i32.const 0))))
+ *     ;; with a null block, osize is a type tag, not a size (Lua 5.4 manual §4.6)
+ *     (local.set $d (i64.sub (i64.extend_i32_u $nsize) (select (i64.extend_i32_u $osize) (i64.const 0) $ptr)))
+ *     (if (i32.load offset=8 $ud) (then (if (i64.gt_s $d (i64.const 0)) (then
+ *       (if (i64.gt_s (i64.add (i64.extend_i32_s (i32.load $ud)) $d) (i64.extend_i32_s (i32.load offset=4 $ud)))
+ *         (then (i32.store offset=12 $ud (i32.const 1)) (return (i32.const 0))))))))
+ *     (local.set $p (call $realloc $ptr $nsize))
+ *     (if $p (then (i32.store $ud (i32.add (i32.load $ud) (i32.wrap_i64 $d)))))
+ *     $p)
+ */
+const ALLOC_BODY = [
+  0x02, 0x01, 0x7e, 0x01, 0x7f,
+  0x20, 0x03, 0x45, 0x04, 0x40,
+  0x20, 0x01, 0x04, 0x40, 0x20, 0x00, 0x20, 0x00, 0x28, 0x02, 0x00, 0x20, 0x02, 0x6b, 0x36, 0x02, 0x00, 0x20, 0x01, 0x10, 0x01, 0x0b,
+  0x41, 0x00, 0x0f, 0x0b,
+  0x20, 0x03, 0xad, 0x20, 0x02, 0xad, 0x42, 0x00, 0x20, 0x01, 0x1b, 0x7d, 0x21, 0x04,
+  0x20, 0x00, 0x28, 0x02, 0x08, 0x04, 0x40,
+  0x20, 0x04, 0x42, 0x00, 0x55, 0x04, 0x40,
+  0x20, 0x00, 0x28, 0x02, 0x00, 0xac, 0x20, 0x04, 0x7c, 0x20, 0x00, 0x28, 0x02, 0x04, 0xac, 0x55, 0x04, 0x40,
+  0x20, 0x00, 0x41, 0x01, 0x36, 0x02, 0x0c, 0x41, 0x00, 0x0f,
+  0x0b, 0x0b, 0x0b,
+  0x20, 0x01, 0x20, 0x03, 0x10, 0x00, 0x22, 0x05, 0x04, 0x40,
+  0x20, 0x00, 0x20, 0x00, 0x28, 0x02, 0x00, 0x20, 0x04, 0xa7, 0x6a, 0x36, 0x02, 0x00, 0x0b,
+  0x20, 0x05, 0x0b,
+];
+
+function section(id: number, content: number[]): number[] {
+  // Every section here is under 128 bytes: a one-byte LEB128 size.
+  if (content.length >= 128) throw new Error('wasm section too long');
+  return [id, content.length, ...content];
+}
+
+/** The accounting allocator over the Lua module's memory, realloc and free; null when unavailable. */
+function accountingAllocator(exports: WebAssembly.Exports | null): ((ud: number, ptr: number, osize: number, nsize: number) => number) | null {
+  if (!exports || !(exports.memory instanceof WebAssembly.Memory) || typeof exports.realloc !== 'function' || typeof exports.free !== 'function') return null;
+  const bytes = [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    // types: (i32 i32) -> i32, (i32) -> (), (i32 i32 i32 i32) -> i32
+    ...section(1, [0x03, 0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7f, 0x60, 0x01, 0x7f, 0x00, 0x60, 0x04, 0x7f, 0x7f, 0x7f, 0x7f, 0x01, 0x7f]),
+    // imports: e.m memory, e.r realloc, e.f free
+    ...section(2, [0x03, 0x01, 0x65, 0x01, 0x6d, 0x02, 0x00, 0x00, 0x01, 0x65, 0x01, 0x72, 0x00, 0x00, 0x01, 0x65, 0x01, 0x66, 0x00, 0x01]),
+    ...section(3, [0x01, 0x02]),
+    // export "a": function 2
+    ...section(7, [0x01, 0x01, 0x61, 0x00, 0x02]),
+    ...section(10, [0x01, ALLOC_BODY.length, ...ALLOC_BODY]),
+  ];
+  try {
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(new Uint8Array(bytes)), { e: { m: exports.memory, r: exports.realloc, f: exports.free } });
+    return instance.exports.a as (ud: number, ptr: number, osize: number, nsize: number) => number;
+  } catch {
+    return null;
+  }
 }
 
 const HOOK_EVERY = 1000;
@@ -46,8 +147,8 @@ const HOOK_EVERY = 1000;
  * which builds a template string and calls through `apply`: some 40 ns a call, more than Lua's
  * own matching of a short anchored pattern. The raw exports are caught as wasmoon instantiates
  * its module (WebAssembly.instantiate, wrapped only while an initialization is under way) and
- * used by the pattern functions, which run for every line a script looks at, and by the
- * allocator. Without them (another loader), the wrapped functions serve.
+ * used for every call from the host (LuaVm.m). Without them (another loader), the wrapped
+ * functions serve.
  */
 let initializing = 0;
 let realInstantiate: typeof WebAssembly.instantiate | null = null;
@@ -59,10 +160,14 @@ async function initializeWithExports(): Promise<{ module: LuaModule; exports: We
     realInstantiate = real;
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     (WebAssembly as any).instantiate = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
+      const fast = fastInvoke(args[1]);
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
       const r = await (real as any).apply(this, args);
       const instance = r instanceof WebAssembly.Instance ? r : r?.instance;
-      if (instance instanceof WebAssembly.Instance) caughtExports.push(instance.exports);
+      if (instance instanceof WebAssembly.Instance) {
+        caughtExports.push(instance.exports);
+        fast?.bind(instance.exports);
+      }
       return r;
     };
   }
@@ -78,6 +183,40 @@ async function initializeWithExports(): Promise<{ module: LuaModule; exports: We
   const exports = i >= 0 ? caughtExports.splice(i, 1)[0] : null;
   if (initializing === 0) caughtExports.length = 0;
   return { module: lw.module, exports };
+}
+
+/**
+ * Every protected call (lua_pcall, pcall in a script, loading a chunk, resuming a coroutine)
+ * runs through the module's `invoke_vii` import, Emscripten's setjmp: it saves the stack
+ * pointer through an assertion wrapper (a template string built per call) and checks the
+ * function table mirror. This is the same function over the raw exports, swapped into the
+ * imports before instantiation; it falls back to the original until the instance exists.
+ */
+function fastInvoke(imports: unknown): { bind(exports: WebAssembly.Exports): void } | null {
+  const env = (imports as { env?: Record<string, unknown> } | undefined)?.env;
+  const original = env?.invoke_vii;
+  if (!env || typeof original !== 'function') return null;
+  let ex: { stackSave(): number; stackRestore(sp: number): void; setThrew(a: number, b: number): void; table: WebAssembly.Table } | null = null;
+  env.invoke_vii = function (index: number, a1: number, a2: number): void {
+    if (!ex) return (original as (i: number, a: number, b: number) => void)(index, a1, a2);
+    const sp = ex.stackSave();
+    try {
+      ex.table.get(index)(a1, a2);
+    } catch (e) {
+      ex.stackRestore(sp);
+      // A longjmp is thrown as a number; anything else is a real exception.
+      if (e !== (e as number) + 0) throw e;
+      ex.setThrew(1, 0);
+    }
+  };
+  return {
+    bind(exports) {
+      const { stackSave, stackRestore, setThrew, __indirect_function_table: table } = exports as Record<string, unknown>;
+      if (typeof stackSave === 'function' && typeof stackRestore === 'function' && typeof setThrew === 'function' && table instanceof WebAssembly.Table) {
+        ex = { stackSave, stackRestore, setThrew, table } as typeof ex;
+      }
+    },
+  };
 }
 
 /** Buffer's search (linear time), on views of the wasm heap. */
@@ -106,15 +245,31 @@ function posrelatI(pos: bigint, len: number): number {
  * threaded), so the hook charges whichever state is `running`.
  */
 export class LuaVm {
+  /**
+   * The module, with its C API functions and malloc/realloc/free replaced by the raw wasm
+   * exports when they were caught: every call from the host goes straight into wasm.
+   */
   readonly m: LuaModule;
-  /** `m` with its C API functions, realloc and free replaced by the raw wasm exports when caught. */
   private readonly api: LuaModule;
-  private readonly budgets = new Map<number, StateBudget>();
-  private nextId = 1;
   readonly allocFn: number;
+  private readonly budgetOf = new Map<number, StateBudget>();
+  /** Whether allocations are accounted inside wasm (accountingAllocator) rather than in JS. */
+  readonly nativeAllocator: boolean;
   readonly hookFn: number;
-  /** The budget and state inside a call right now. */
-  running: StateBudget | null = null;
+  private runningBudget: StateBudget | null = null;
+  /** The budget inside a call right now: its memory cap binds while it is. */
+  get running(): StateBudget | null {
+    return this.runningBudget;
+  }
+
+  set running(b: StateBudget | null) {
+    if (b === this.runningBudget) return;
+    this.runningBudget?.enforce(false);
+    this.runningBudget = b;
+    b?.enforce(true);
+  }
+
+  /** The state inside a call right now. */
   runningState: LuaState | null = null;
   private readonly byL = new Map<number, LuaState>();
   readonly hostFn: number;
@@ -127,38 +282,43 @@ export class LuaVm {
   private readonly patternFns: Record<string, number>;
   private readonly matcher = new PatternMatcher((steps) => this.chargeSteps(steps));
 
-  private constructor(m: LuaModule, exports: WebAssembly.Exports | null) {
-    this.m = m;
-    // The C API and realloc/free without wasmoon's assertion wrappers, for the pattern
-    // functions and the allocator (every allocation of every state).
-    this.api = Object.create(m);
+  private constructor(module: LuaModule, exports: WebAssembly.Exports | null) {
+    // The C API and malloc/realloc/free without wasmoon's assertion wrappers (every host call
+    // into Lua and every allocation of every state goes through them).
+    const api = Object.create(module);
     if (exports) {
-      for (const [name, f] of Object.entries(exports)) if (typeof f === 'function' && (name.startsWith('lua') || name === 'realloc' || name === 'free') && typeof m[`_${name}`] === 'function') this.api[`_${name}`] = f;
+      for (const [name, f] of Object.entries(exports)) if (typeof f === 'function' && (name.startsWith('lua') || name === 'malloc' || name === 'realloc' || name === 'free') && typeof module[`_${name}`] === 'function') api[`_${name}`] = f;
     }
+    this.m = api;
+    this.api = api;
+    const m = api;
     this.lenPtr = m._malloc(8);
-    const api = this.api;
-    this.allocFn = m.addFunction((ud: number, ptr: number, osize: number, nsize: number): number => {
-      const b = this.budgets.get(ud);
-      if (nsize === 0) {
-        if (ptr) {
-          if (b) b.memoryUsed -= osize;
-          api._free(ptr);
-        }
-        return 0;
-      }
-      // With a null block, osize is a type tag, not a size (Lua 5.4 manual §4.6).
-      const delta = ptr ? nsize - osize : nsize;
-      // The cap binds the script's own calls only. The host's pushes of globals and arguments
-      // (bounded by the SMTP limits) run unprotected, where a failed allocation would abort
-      // the whole VM instead of raising a catchable error.
-      if (b && delta > 0 && b.memoryUsed + delta > b.memoryLimit && this.running === b) {
-        if (!b.stopped) b.stopped = 'memory';
-        return 0;
-      }
-      const p = api._realloc(ptr, nsize);
-      if (p && b) b.memoryUsed += delta;
-      return p;
-    }, 'iiiii');
+    const native = accountingAllocator(exports);
+    this.nativeAllocator = native !== null;
+    // The same accounting in JS, should the wasm one be unavailable.
+    this.allocFn = m.addFunction(
+      native ??
+        ((ud: number, ptr: number, osize: number, nsize: number): number => {
+          const h: Int32Array = m.HEAP32;
+          const u = ud >> 2;
+          if (nsize === 0) {
+            if (ptr) {
+              h[u] -= osize;
+              api._free(ptr);
+            }
+            return 0;
+          }
+          const delta = ptr ? nsize - osize : nsize;
+          if (h[u + 2] && delta > 0 && h[u] + delta > h[u + 1]) {
+            h[u + 3] = 1;
+            return 0;
+          }
+          const p = api._realloc(ptr, nsize);
+          if (p) m.HEAP32[u] += delta;
+          return p;
+        }),
+      'iiiii',
+    );
     this.hookFn = m.addFunction((L: number): void => {
       const b = this.running;
       if (!b) return;
@@ -505,23 +665,59 @@ export class LuaVm {
 
   /** A new state with its own memory cap; returns its pointer and budget. */
   newState(memoryLimit: number): { L: number; budget: StateBudget; id: number } {
-    const id = this.nextId++;
-    const budget: StateBudget = { memoryUsed: 0, memoryLimit, stopped: null, deadline: Infinity, instructions: 0, maxInstructions: Infinity };
-    this.budgets.set(id, budget);
-    const L = this.m._lua_newstate(this.allocFn, id);
+    const ptr: number = this.m._malloc(16);
+    if (!ptr) throw new Error('cannot create a Lua state (wasm heap exhausted)');
+    const budget = new StateBudget(this.m, ptr, memoryLimit);
+    const L = this.m._lua_newstate(this.allocFn, ptr);
     if (!L) {
-      this.budgets.delete(id);
+      budget.closed = true;
+      this.m._free(ptr);
       throw new Error('cannot create a Lua state (out of memory)');
     }
+    this.budgetOf.set(ptr, budget);
     this.statesCreated++;
     this.statesOpen++;
-    return { L, budget, id };
+    return { L, budget, id: ptr };
   }
 
   closeState(L: number, id: number): void {
+    const budget = this.budgetOf.get(id);
+    if (budget && this.running === budget) this.running = null;
     this.m._lua_close(L);
-    this.budgets.delete(id);
+    if (budget) budget.closed = true;
+    this.budgetOf.delete(id);
+    this.m._free(id);
     this.statesOpen--;
+  }
+
+  /**
+   * The standard libraries a sandboxed state keeps (S1), without io and package, which the
+   * sandbox removes anyway: they are the costliest to open (file handles, search paths), and a
+   * state is opened per connection. debug serves the prelude only.
+   */
+  openLibs(L: number): void {
+    const m = this.m;
+    const libs: [string, (L: number) => number][] = [
+      ['_G', m._luaopen_base],
+      ['coroutine', m._luaopen_coroutine],
+      ['table', m._luaopen_table],
+      ['os', m._luaopen_os],
+      ['string', m._luaopen_string],
+      ['math', m._luaopen_math],
+      ['utf8', m._luaopen_utf8],
+      ['debug', m._luaopen_debug],
+    ];
+    // Registered in package.loaded as luaL_requiref does: argument errors name a library
+    // function by looking it up there ("bad argument #1 to 'string.find'").
+    m._luaL_getsubtable(L, LUA_REGISTRYINDEX, this.cstr('_LOADED'));
+    for (const [name, open] of libs) {
+      // Each pushes its library table (base fills the globals table and pushes it).
+      open(L);
+      m._lua_pushvalue(L, -1);
+      m._lua_setfield(L, -3, this.cstr(name));
+      m._lua_setglobal(L, this.cstr(name));
+    }
+    m._lua_settop(L, -2);
   }
 
   /** Arms the count hook for a call on `L`. */

@@ -47,6 +47,23 @@ export class ScriptMetrics {
     }
   }
 
+  /** `n` calls of `hook` with one outcome, `ms` each (a batch of message lines). */
+  recordMany(hook: string, outcome: 'ok' | 'absent' | 'error' | 'stopped', ms: number, n: number): void {
+    if (outcome !== 'ok' || n <= 1) {
+      for (let i = 0; i < n; i++) this.record(hook, outcome, ms);
+      return;
+    }
+    this.record(hook, outcome, ms);
+    const s = this.hooks.get(hook)!;
+    const buckets = this.latency.get(hook)!;
+    const seconds = ms / 1000;
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]) i++;
+    s.calls += n - 1;
+    s.totalMs += ms * (n - 1);
+    buckets[i] += n - 1;
+  }
+
   /** Hears of every failed callback (the admin console's recent script errors). */
   onFailure(listener: (f: HookFailure) => void): void {
     this.failureListeners.push(listener);

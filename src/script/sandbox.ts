@@ -9,6 +9,12 @@
  */
 export const SANDBOX_PRELUDE = `
 local traceback = debug.traceback
+-- The primitives the host's own per-session helpers use (smtpsvr-hooks.ts), taken before any
+-- script can replace them: those helpers run outside the budget.
+debug.getregistry()['moonpost.prims'] = {
+  rawget = rawget, rawset = rawset, rawequal = rawequal, type = type, select = select,
+  pcall = pcall, tostring = tostring, unpack = table.unpack,
+}
 debug.getregistry()['moonpost.traceback'] = function(msg)
   if type(msg) ~= 'string' then msg = tostring(msg) end
   return traceback(msg, 2)

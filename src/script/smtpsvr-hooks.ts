@@ -12,6 +12,7 @@ import {
 import type { CallBudget, CallResult, LuaState, LuaValue } from './lua-state.js';
 import type { ScriptMetrics } from './metrics.js';
 import { vpop3Library, type MessageContext } from './vpop3-lib.js';
+import { LUA_MULTRET, LUA_REGISTRYINDEX } from './lua-vm.js';
 
 /** S6: the number 0 is false, any other number true. */
 export function luaBool(v: LuaValue): boolean {
@@ -48,30 +49,92 @@ const POLICY_GLOBALS: [string, keyof SessionPolicy][] = [
 
 const LINE_HOOKS = ['MessageLineRaw', 'MessageLine'];
 
+/** The IN globals (S7, S25), pushed before every whole callback. RBLResultInfo comes apart. */
+const FACT_GLOBALS = ['IPAddress', 'AuthenticatedUser', 'SMTPAuthenticatedUser', 'ServerID', 'ServerName', 'Encryption', 'EncryptionDetails', 'HeloName', 'MailFrom', 'SessionID'];
+
+const HOOK_NAMES = [
+  'Start', 'RBLResults', 'GetMaxMessageSize', 'GetEHLOCapabilities', 'DoHELO', 'DoHELP', 'DoQUIT', 'DoNOOP', 'DoRSET',
+  'DoVRFY', 'DoEXPN', 'DoMAILFROM', 'DoRCPTTO', 'DoDATAStart', 'DoUnrecognised', 'StartMessage', 'MessageLineRaw',
+  'MessageLine', 'EndMessage', 'CheckRecipients', 'ProcessMessage', 'MonitorBcc', 'LogRecipients', 'LogRecipientsBlocked', 'End',
+];
+
+const luaList = (names: string[]): string => `{ ${names.map((n) => `'${n}'`).join(', ')} }`;
+
 /**
- * Runs MessageLineRaw and MessageLine over a run of lines in one call: a call into the VM
- * costs more than the usual per-line script, so lines come in batches (one socket read's
- * worth). Each callback is still protected on its own; the batch shares one budget.
+ * The session's helpers inside its state, run with the primitives saved before the script ran
+ * (a script replacing rawget cannot get into them) and the globals table:
+ *  - hooks(): which of HOOK_NAMES the script defines, as a list of booleans;
+ *  - syncin(rbl, i, v, ...): the globals round trip before a whole callback, in one call: a
+ *    pair with i > 0 gives fact i a new value, with i < 0 sets policy global -i; then every fact
+ *    the script overwrote since is put back (S7), and RBLResultInfo is set;
+ *  - readback(): the policy globals that differ from what the host last set or read, as pairs
+ *    (i, value); tables always, since a script may change one in place;
+ *  - lines(lines, raws): MessageLineRaw and MessageLine over a run of lines in one call (a call
+ *    into the VM costs more than the usual per-line script; lines come one socket read at a
+ *    time). Each callback is still protected on its own; the batch shares one budget. raws[i]
+ *    is given only where the raw line differs (a dot-stuffed one). Returns the lines whose
+ *    result is not "keep" as pairs (i, result) and the error messages.
+ * syncin and readback run unprotected and outside any budget: they only read and set fields
+ * of the globals table, raw.
  */
-const LINES_LUA = `
-local pcall, rawget, type, tostring, G = pcall, rawget, type, tostring, _G
-function __moonpost_lines(raws, lines)
-  local out, errs = {}, {}
+const HOOKS_LUA = `
+local P, G = ...
+local rawget, rawset, rawequal, type, select, pcall, tostring, unpack = P.rawget, P.rawset, P.rawequal, P.type, P.select, P.pcall, P.tostring, P.unpack
+local hooknames = ${luaList(HOOK_NAMES)}
+local facts = ${luaList(FACT_GLOBALS)}
+local policy = ${luaList(POLICY_GLOBALS.map(([g]) => g))}
+local nfacts, npolicy = #facts, #policy
+local fshadow, pshadow, changed = {}, {}, {}
+local function hooks()
+  local r = {}
+  for i = 1, #hooknames do r[i] = type(rawget(G, hooknames[i])) == 'function' end
+  return unpack(r, 1, #hooknames)
+end
+local function syncin(rbl, ...)
+  for k = 1, select('#', ...), 2 do
+    local i, v = select(k, ...)
+    if i > 0 then fshadow[i] = v else pshadow[-i] = v rawset(G, policy[-i], v) end
+  end
+  for i = 1, nfacts do
+    local v = fshadow[i]
+    if not rawequal(rawget(G, facts[i]), v) then rawset(G, facts[i], v) end
+  end
+  rawset(G, 'RBLResultInfo', rbl)
+end
+local function readback()
+  local n = 0
+  for i = 1, npolicy do
+    local v = rawget(G, policy[i])
+    if type(v) == 'table' or not rawequal(v, pshadow[i]) then
+      pshadow[i] = v
+      changed[n + 1], changed[n + 2] = i, v
+      n = n + 2
+    end
+  end
+  return unpack(changed, 1, n)
+end
+local function lines(ls, raws)
+  local out, errs, no = {}, {}, 0
   local raw, ml = rawget(G, 'MessageLineRaw'), rawget(G, 'MessageLine')
-  for i = 1, #lines do
-    if type(raw) == 'function' then
-      local ok, e = pcall(raw, raws[i])
+  local hasraw, hasml = type(raw) == 'function', type(ml) == 'function'
+  for i = 1, #ls do
+    local line = ls[i]
+    if hasraw then
+      local ok, e = pcall(raw, raws[i] or line)
       if not ok then errs[#errs + 1] = 'MessageLineRaw: ' .. tostring(e) end
     end
-    local r = true
-    if type(ml) == 'function' then
-      local ok, v = pcall(ml, lines[i])
-      if not ok then errs[#errs + 1] = 'MessageLine: ' .. tostring(v) elseif v ~= nil then r = v end
+    if hasml then
+      local ok, v = pcall(ml, line)
+      if not ok then errs[#errs + 1] = 'MessageLine: ' .. tostring(v)
+      elseif v == false or type(v) == 'string' or type(v) == 'number' then
+        out[no + 1], out[no + 2] = i, v
+        no = no + 2
+      end
     end
-    out[i] = r
   end
   return out, errs
 end
+return hooks, syncin, readback, lines
 `;
 const ANALYSIS_HOOKS = ['CheckRecipients', 'ProcessMessage', 'MonitorBcc', 'LogRecipients', 'LogRecipientsBlocked'];
 
@@ -88,8 +151,11 @@ export class ScriptHooks implements SessionHooks {
   private off = false;
   readonly wantsLines: boolean;
   readonly wantsAnalysis: boolean;
-  private readonly batchLines: boolean;
   private readonly defined: Set<string>;
+  /** Registry references of the HOOKS_LUA helpers; null when they could not be set up. */
+  private readonly helpers: { syncin: number; readback: number; lines: number } | null = null;
+  /** Fact values last given to syncin (FACT_GLOBALS order). */
+  private readonly factsPushed: LuaValue[] = [];
   /** Last values of the IN/OUT globals pushed (or read back unchanged), so only changes cost a push. */
   private readonly pushed = new Map<string, LuaValue>();
   /** Hook calls made so far, in order: the script test bench prints them. */
@@ -103,16 +169,20 @@ export class ScriptHooks implements SessionHooks {
     private readonly log: Logger,
     private readonly metrics: ScriptMetrics,
   ) {
-    this.defined = new Set(
-      [
-        'Start', 'RBLResults', 'GetMaxMessageSize', 'GetEHLOCapabilities', 'DoHELO', 'DoHELP', 'DoQUIT', 'DoNOOP', 'DoRSET',
-        'DoVRFY', 'DoEXPN', 'DoMAILFROM', 'DoRCPTTO', 'DoDATAStart', 'DoUnrecognised', 'StartMessage', 'MessageLineRaw',
-        'MessageLine', 'EndMessage', 'CheckRecipients', 'ProcessMessage', 'MonitorBcc', 'LogRecipients', 'LogRecipientsBlocked', 'End',
-      ].filter((n) => state.hasFunction(n)),
-    );
+    const refs = state.internalFunctions(HOOKS_LUA, '=hooks');
+    if (refs) {
+      const [hooks, syncin, readback, lines] = refs;
+      this.helpers = { syncin, readback, lines };
+      const m = state.vm.m;
+      const L = state.L;
+      const base = m._lua_gettop(L);
+      m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(hooks));
+      m._lua_callk(L, 0, HOOK_NAMES.length, 0, 0);
+      this.defined = new Set(HOOK_NAMES.filter((_, i) => m._lua_toboolean(L, base + 1 + i) !== 0));
+      m._lua_settop(L, base);
+    } else this.defined = new Set(HOOK_NAMES.filter((n) => state.hasFunction(n)));
     this.wantsLines = LINE_HOOKS.some((h) => this.defined.has(h));
     this.wantsAnalysis = ANALYSIS_HOOKS.some((h) => this.defined.has(h));
-    this.batchLines = this.wantsLines && state.runInternal(LINES_LUA, '=lines').kind === 'ok';
   }
 
   has(hook: string): boolean {
@@ -122,35 +192,53 @@ export class ScriptHooks implements SessionHooks {
   private setGlobals(): void {
     const f = this.facts();
     const p = this.policy;
-    // IN globals are pushed before every callback, so a script's own write to one never
+    // IN globals are put back before every callback, so a script's own write to one never
     // outlives the callback that made it (S7).
-    const facts: [string, LuaValue][] = [
-      ['IPAddress', f.ip],
-      ['AuthenticatedUser', f.authUser],
-      ['SMTPAuthenticatedUser', f.authUser],
-      ['ServerID', f.serviceId],
-      ['ServerName', f.serviceName],
-      ['Encryption', f.tls !== ''],
-      ['EncryptionDetails', f.tls],
-      ['HeloName', f.helo],
-      ['MailFrom', f.mailFrom],
-      ['SessionID', f.sessionId],
-      ['RBLResultInfo', f.rblResultInfo],
-    ];
-    for (const [name, v] of facts) this.state.setGlobal(name, v);
+    const facts: LuaValue[] = [f.ip, f.authUser, f.authUser, f.serviceId, f.serviceName, f.tls !== '', f.tls, f.helo, f.mailFrom, f.sessionId];
+    if (!this.helpers) {
+      for (let i = 0; i < facts.length; i++) this.state.setGlobal(FACT_GLOBALS[i], facts[i]);
+      this.state.setGlobal('RBLResultInfo', f.rblResultInfo);
+      for (const [g, k] of POLICY_GLOBALS) {
+        const v = p[k];
+        if (this.pushed.get(g) === v && this.pushed.has(g)) continue;
+        this.state.setGlobal(g, v);
+        this.pushed.set(g, v);
+      }
+      return;
+    }
+    // One call: the facts and IN/OUT globals that changed on the host's side, as pairs.
+    const state = this.state;
+    const m = state.vm.m;
+    const L = state.L;
+    m._lua_checkstack(L, 4 + 2 * (facts.length + POLICY_GLOBALS.length));
+    m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.helpers.syncin));
+    state.push(f.rblResultInfo, 0);
+    let n = 1;
+    const fp = this.factsPushed;
+    for (let i = 0; i < facts.length; i++) {
+      const v = facts[i];
+      if (fp.length > i && fp[i] === v) continue;
+      fp[i] = v;
+      m._lua_pushinteger(L, BigInt(i + 1));
+      state.push(v, 0);
+      n += 2;
+    }
     // IN/OUT globals only when they differ from what the script holds (see readBack).
-    for (const [g, k] of POLICY_GLOBALS) {
+    for (let i = 0; i < POLICY_GLOBALS.length; i++) {
+      const [g, k] = POLICY_GLOBALS[i];
       const v = p[k];
       if (this.pushed.get(g) === v && this.pushed.has(g)) continue;
-      this.state.setGlobal(g, v);
+      m._lua_pushinteger(L, BigInt(-(i + 1)));
+      state.push(v, 0);
       this.pushed.set(g, v);
+      n += 2;
     }
+    m._lua_callk(L, n, 0, 0, 0);
   }
 
   private readBack(): void {
     const p = this.policy as unknown as Record<string, LuaValue>;
-    for (const [g, k] of POLICY_GLOBALS) {
-      const v = this.state.getGlobal(g);
+    const update = (g: string, k: keyof SessionPolicy, v: LuaValue): void => {
       const old = p[k];
       let next: LuaValue;
       if (Array.isArray(old)) {
@@ -158,7 +246,7 @@ export class ScriptHooks implements SessionHooks {
         const list = Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : v && typeof v === 'object' && !Buffer.isBuffer(v) && !Object.keys(v).length ? [] : old;
         if (list.length !== old.length || list.some((x, i) => x !== old[i])) p[k] = list;
         this.pushed.set(g, p[k]);
-        continue;
+        return;
       }
       if (typeof old === 'boolean') next = luaBool(v);
       else if (typeof old === 'number') next = Math.max(0, Math.floor(luaNumber(v, old as number)));
@@ -168,7 +256,24 @@ export class ScriptHooks implements SessionHooks {
       // true, -5 is 0, a string in a number is ignored); otherwise push the value next time.
       if (v === next) this.pushed.set(g, next);
       else this.pushed.delete(g);
+    };
+    if (!this.helpers) {
+      for (const [g, k] of POLICY_GLOBALS) update(g, k, this.state.getGlobal(g));
+      return;
     }
+    // Only what the script changed comes back (see HOOKS_LUA); the rest holds what the host knows.
+    const state = this.state;
+    const m = state.vm.m;
+    const L = state.L;
+    const base = m._lua_gettop(L);
+    m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.helpers.readback));
+    m._lua_callk(L, 0, LUA_MULTRET, 0, 0);
+    const top = m._lua_gettop(L);
+    for (let i = base + 1; i < top; i += 2) {
+      const [g, k] = POLICY_GLOBALS[Number(m._lua_tointegerx(L, i, 0)) - 1];
+      update(g, k, state.read(i + 1, 0));
+    }
+    m._lua_settop(L, base);
   }
 
   /**
@@ -322,19 +427,29 @@ export class ScriptHooks implements SessionHooks {
 
   messageLines(raws: Buffer[], lines: Buffer[]): (Buffer | false | null)[] {
     // The test bench traces every call, so it gets them one by one.
-    if (this.trace || !this.batchLines) {
+    if (this.trace || !this.helpers) {
       return lines.map((line, i) => {
         this.messageLineRaw(raws[i]);
         return this.messageLine(line);
       });
     }
     if (this.off) return lines.map(() => null);
+    // A raw line is sent only where it differs from the line (dot-stuffed).
+    const rawOnly: LuaValue[] = [];
+    if (this.defined.has('MessageLineRaw')) {
+      for (let i = 0; i < raws.length; i++) {
+        if (raws[i] === lines[i]) continue;
+        while (rawOnly.length < i) rawOnly.push(null);
+        rawOnly.push(raws[i]);
+      }
+    }
     const t0 = performance.now();
-    const r = this.state.call('__moonpost_lines', [raws, lines], this.budget, true);
+    const r = this.state.callRef(this.helpers.lines, [lines, rawOnly], this.budget, true);
     const each = (performance.now() - t0) / lines.length;
     for (const hook of LINE_HOOKS) {
-      if (this.defined.has(hook)) for (let i = 0; i < lines.length; i++) this.metrics.record(hook, r.kind, each);
+      if (this.defined.has(hook)) this.metrics.recordMany(hook, r.kind, each, lines.length);
     }
+    const results: (Buffer | false | null)[] = new Array<Buffer | false | null>(lines.length).fill(null);
     if (r.kind === 'stopped') {
       this.off = true;
       this.pushed.clear();
@@ -343,18 +458,21 @@ export class ScriptHooks implements SessionHooks {
     }
     if (r.kind !== 'ok') {
       if (r.kind === 'error') this.log.warn({ hook: 'MessageLine', err: r.message }, 'script error');
-      return lines.map(() => null);
+      return results;
     }
     const [out, errs] = r.values;
     if (Array.isArray(errs)) for (const e of errs.slice(0, 10)) this.log.warn({ hook: 'MessageLine', err: String(e) }, 'script error');
-    const results = Array.isArray(out) ? out : [];
-    return lines.map((_, i) => {
-      const v = results[i];
-      if (v === false) return false;
-      if (Buffer.isBuffer(v)) return v;
-      if (typeof v === 'number') return Buffer.from(String(v));
-      return null;
-    });
+    if (Array.isArray(out)) {
+      for (let j = 0; j + 1 < out.length; j += 2) {
+        const i = out[j];
+        const v = out[j + 1];
+        if (typeof i !== 'number' || i < 1 || i > lines.length) continue;
+        if (v === false) results[i - 1] = false;
+        else if (Buffer.isBuffer(v)) results[i - 1] = v;
+        else if (typeof v === 'number') results[i - 1] = Buffer.from(String(v));
+      }
+    }
+    return results;
   }
 
   endMessage(): Reply | null {

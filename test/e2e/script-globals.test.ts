@@ -333,3 +333,32 @@ test('writes to IN globals are ignored: the next callback sees the real values, 
   assert.match((await c.cmd('RCPT TO:<x@remote.test>')).lines[0], /^554 5\.7\.1 /, 'a written AuthenticatedUser grants no relaying');
   c.close();
 });
+
+test('a script that replaces rawget, rawset, rawequal, select, type, pcall, tostring and table.unpack cannot get into the globals round trip', async () => {
+  // The host's sync runs outside any budget: were it to call these globals, a loop here would
+  // stall the process. It must still put IN globals back and read IN/OUT ones.
+  await h.setScript(`
+    local spin = function() while true do end end
+    function DoHELO(host)
+      IPAddress = "6.6.6.6"
+      MaxRecipientsPerLocalMessage = 1
+      RBLServers[#RBLServers + 1] = "added.in.place.test"
+      return false, ""
+    end
+    function DoNOOP() return "250 ip=" .. IPAddress .. " max=" .. MaxRecipientsPerLocalMessage .. " rbl=" .. #RBLServers end
+    function MessageLine(line) if line == "drop me" then return false end end
+    rawget, rawset, rawequal, select, type, pcall, tostring = spin, spin, spin, spin, spin, spin, spin
+    table.unpack = spin`);
+  const c = await connect();
+  assert.equal((await c.cmd('EHLO client.test')).code, 250);
+  assert.equal((await c.cmd('NOOP')).raw, '250 ip=127.0.0.1 max=1 rbl=1\r\n');
+  await c.cmd('MAIL FROM:<a@example.com>');
+  assert.equal((await c.cmd('RCPT TO:<alice@localhost>')).code, 250);
+  assert.match((await c.cmd('RCPT TO:<bob@localhost>')).lines[0], /^452 4\.5\.3 /);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd('Subject: spin\r\n\r\nkeep me\r\ndrop me\r\n.')).code, 250);
+  c.close();
+  const mail = (await h.mailbox('localhost/alice')).find((m) => m.includes('Subject: spin\r\n'));
+  assert.ok(mail, 'delivered');
+  assert.ok(mail.includes('keep me\r\n') && !mail.includes('drop me'), mail);
+});

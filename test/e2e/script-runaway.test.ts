@@ -227,7 +227,10 @@ test('a script that fills its memory to the brim cannot make the host abort the 
     function DoNOOP()
       local limit = ${MEMORY_MB} * 1024 * 1024
       hog = nil
+      -- Big blocks first, then small tables to the last few bytes: quick on a busy machine.
+      local big = string.rep("x", 1024):rep(256)
       for round = 1, 50 do
+        while limit - collectgarbage("count") * 1024 > 600000 do hog = { hog, big .. round } end
         while limit - collectgarbage("count") * 1024 > 200 do hog = { hog } end
         collectgarbage()
         if limit - collectgarbage("count") * 1024 <= 200 then break end

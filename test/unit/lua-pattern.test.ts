@@ -637,13 +637,16 @@ test('matching steps count as instructions: a backtracking pattern exhausts the 
   }
 });
 
-test('the pattern functions and the allocator call the raw wasm exports, not wasmoon\'s assertion wrappers', () => {
+test('the host, the pattern functions and the allocator call the raw wasm exports, not wasmoon\'s assertion wrappers', () => {
   // Caught at LuaVm.create; if a wasmoon upgrade loads its module another way, this fails and
   // the wrapped functions (some 40 ns a call slower) serve instead.
   const api = (vm as unknown as { api: Record<string, unknown> }).api;
-  for (const name of ['_lua_pushlstring', '_luaL_checklstring', '_realloc', '_free']) {
+  assert.equal(vm.m, api);
+  const wrapped = Object.getPrototypeOf(api) as Record<string, unknown>;
+  for (const name of ['_lua_pushlstring', '_luaL_checklstring', '_lua_pcallk', '_lua_rawgeti', '_luaopen_base', '_malloc', '_realloc', '_free']) {
     assert.ok(Object.hasOwn(api, name), name);
-    assert.notEqual(api[name], vm.m[name]);
+    assert.equal(typeof wrapped[name], 'function', name);
+    assert.notEqual(api[name], wrapped[name], name);
   }
 });
 
@@ -664,5 +667,41 @@ test('the sandbox replaces the four functions in the string table, so method cal
     });
   } finally {
     st.close();
+  }
+});
+
+test('memory is accounted inside wasm: the count is Lua\'s own, the cap stops a call, and the state still works after', () => {
+  assert.equal(vm.nativeAllocator, true);
+  const st = new LuaState(vm, 2 * 1024 * 1024, '=alloc');
+  try {
+    st.loadAndRun(
+      Buffer.from(`function count() collectgarbage() return collectgarbage("count") * 1024 end
+        function grow() t = {} for i = 1, 1e7 do t[i] = string.rep("x", 100) .. i end end
+        function small() t = nil collectgarbage() return "ok" end`),
+      '=alloc',
+      't',
+    );
+    const budget = { timeMs: 10_000, instructions: Infinity };
+    const r = st.call('count', [], budget);
+    assert.equal(r.kind, 'ok');
+    // Lua's count and the allocator's agree to the byte (the call's results are gone by now).
+    assert.equal((r as { values: number[] }).values[0], st.memoryUsed);
+    const g = st.call('grow', [], budget);
+    assert.equal(g.kind, 'stopped');
+    assert.equal((g as { stop: string }).stop, 'memory');
+    assert.ok(st.memoryUsed <= 2 * 1024 * 1024, `${st.memoryUsed}`);
+    // Outside a call the cap does not bind: the host's own pushes never fail.
+    st.setGlobal('big', Buffer.alloc(3 * 1024 * 1024, 0x61));
+    assert.ok(st.memoryUsed > 2 * 1024 * 1024, `${st.memoryUsed}`);
+  } finally {
+    st.close();
+  }
+  // A fresh state starts from zero: the accounting is per state.
+  const other = new LuaState(vm, 2 * 1024 * 1024, '=alloc2');
+  try {
+    assert.ok(other.memoryUsed > 0 && other.memoryUsed < 200 * 1024, `${other.memoryUsed}`);
+    assert.equal(other.budget.stopped, null);
+  } finally {
+    other.close();
   }
 });
