@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Config, SenderConfig } from '../../config/schema.js';
 import { resolveSecret } from '../../config/load.js';
@@ -16,7 +15,7 @@ import { shouldGiveUp, type RetrySchedule } from '../retry.js';
 import { selects, type SenderRules } from '../sender-rules.js';
 import { SmtpClient, SmtpClientError, type ClientOptions } from '../smtp-client.js';
 import { applyResults, type AttemptResult, type RelayCounters } from './outcomes.js';
-import { readHeader } from './header-data.js';
+import { readHeaderSync, type HeaderInfo } from './header-data.js';
 
 export interface RunDeps {
   config: Config;
@@ -47,6 +46,15 @@ interface Destination {
   targets: { host: string; address: string; port: number; servername?: string }[];
 }
 
+/** Longest stretch of CheckFile work (header reads and the Lua call) between two yields. */
+const SLICE_MS = 5;
+/**
+ * Settlements (queue updates) a run may leave in flight while its connections go on to the
+ * next transactions: a crash loses at most these updates, so at most these messages are sent
+ * again (at least once, never lost).
+ */
+const SETTLING_MAX = 64;
+
 const p2 = (n: number): string => String(n).padStart(2, '0');
 
 /** R5: local time of queueing as YYYYMMDDHHMMSS. */
@@ -66,6 +74,8 @@ const domainOf = (a: string): string => a.slice(a.lastIndexOf('@') + 1).toLowerC
 export class SendRun {
   private readonly log: Logger;
   private run!: RelayoutRun;
+  private readonly settling = new Set<Promise<void>>();
+  private settleError: Error | null = null;
 
   constructor(
     private readonly sender: SenderConfig,
@@ -101,10 +111,22 @@ export class SendRun {
     try {
       this.run.start();
       const items: Item[] = [];
+      let slice = performance.now();
       for (const item of due) {
+        // Synchronous header reads, in slices of a few milliseconds between which the rest of
+        // the server runs (a large queue would otherwise hold the event loop).
+        if (performance.now() - slice > SLICE_MS) {
+          await new Promise((res) => setImmediate(res));
+          slice = performance.now();
+        }
         const path = this.deps.index.spool.messagePath(item.env.id);
-        const head = await readHeader(path, item.env.headerOffset).catch(() => ({ lines: [], data: {} }));
-        item.fileSize = await stat(path).then((st) => st.size, () => item.fileSize);
+        let head: HeaderInfo;
+        try {
+          head = readHeaderSync(path, item.env.headerOffset);
+        } catch {
+          head = { lines: [], data: {}, size: item.fileSize };
+        }
+        item.fileSize = head.size;
         const a = this.run.checkFile({
           filename: path,
           size: item.fileSize,
@@ -199,7 +221,33 @@ export class SendRun {
   private async deliver(dest: Destination, items: Item[]): Promise<void> {
     const pending = [...items];
     const n = Math.max(1, Math.min(this.sender.connectionsPerDestination, pending.length));
-    await Promise.all(Array.from({ length: n }, () => this.connectionWorker(dest, pending)));
+    try {
+      await Promise.all(Array.from({ length: n }, () => this.connectionWorker(dest, pending)));
+    } finally {
+      await this.settled();
+    }
+  }
+
+  /**
+   * Records a transaction's results without holding up the connection: the next transaction
+   * starts while the queue is updated (waits only when SETTLING_MAX updates are in flight).
+   */
+  private async settleLater(it: Item, results: AttemptResult[], relay: string): Promise<void> {
+    while (this.settling.size >= SETTLING_MAX) await Promise.race(this.settling);
+    const p: Promise<void> = this.settle(it, results, relay)
+      .catch((err: Error) => {
+        this.settleError ??= new Error(`cannot record the results for ${it.env.id}: ${err.message}`, { cause: err });
+      })
+      .finally(() => this.settling.delete(p));
+    this.settling.add(p);
+  }
+
+  /** Waits for every update in flight; rejects with the first that failed. */
+  private async settled(): Promise<void> {
+    while (this.settling.size) await Promise.all([...this.settling]);
+    const err = this.settleError;
+    this.settleError = null;
+    if (err) throw err;
   }
 
   private async connectionWorker(dest: Destination, pending: Item[]): Promise<void> {
@@ -233,7 +281,7 @@ export class SendRun {
         const results = await this.transaction(client, it, chunk);
         messages++;
         recipients += chunk.length;
-        await this.settle({ ...it, rcpts: chunk }, results, client.label);
+        await this.settleLater({ ...it, rcpts: chunk }, results, client.label);
       }
     }
     await client?.quit();
