@@ -130,6 +130,8 @@ async function transferData(s: ClientSession, tx: Transaction): Promise<ClientRe
   const t = s.timeouts;
   const stuffer = new DotStuffer();
   let early = false;
+  // The last chunk waits to go out with the final "." in one write (a small message: one write).
+  let held: Buffer | null = null;
   try {
     for await (const chunk of readBody(tx.data)) {
       if (s.wire.replyWaiting || s.wire.closed) {
@@ -137,7 +139,9 @@ async function transferData(s: ClientSession, tx: Transaction): Promise<ClientRe
         break;
       }
       const out = stuffer.push(chunk);
-      if (out.length && !s.wire.write(out, 'DATA')) await s.wire.drain(t.dataBlock, 'DATA');
+      if (!out.length) continue;
+      if (held && !s.wire.write(held, 'DATA')) await s.wire.drain(t.dataBlock, 'DATA');
+      held = out;
     }
   } catch (err) {
     // A server that refuses mid-data and closes: its reply is the answer, not the broken pipe.
@@ -146,7 +150,7 @@ async function transferData(s: ClientSession, tx: Transaction): Promise<ClientRe
     // Never end a partial message with ".": drop the connection so the server discards it.
     else throw s.fail('source', 'DATA', `cannot read the message data: ${(err as Error).message}`);
   }
-  if (!early) s.wire.write(stuffer.end(), '.');
+  if (!early) s.wire.write(held ? Buffer.concat([held, stuffer.end()]) : stuffer.end(), '.');
   const x = await s.receive('.', t.dataEnd);
   s.dirty = false;
   if (early) {
