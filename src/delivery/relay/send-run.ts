@@ -41,6 +41,12 @@ interface Item {
   fileSize: number;
 }
 
+/** The run's messages for one destination, taken in order by its connections (an index: a shift would copy). */
+interface Pending {
+  items: Item[];
+  next: number;
+}
+
 /** One transaction's worth of a message: all its recipients for this run, or a Max* share. */
 interface Unit {
   it: Item;
@@ -238,8 +244,8 @@ export class SendRun {
 
   /** Up to `connectionsPerDestination` connections work through the run's messages in order. */
   private async deliver(dest: Destination, items: Item[]): Promise<void> {
-    const pending = [...items];
-    const n = Math.max(1, Math.min(this.sender.connectionsPerDestination, pending.length));
+    const pending: Pending = { items, next: 0 };
+    const n = Math.max(1, Math.min(this.sender.connectionsPerDestination, items.length));
     try {
       await Promise.all(Array.from({ length: n }, () => this.connectionWorker(dest, pending)));
     } finally {
@@ -274,7 +280,7 @@ export class SendRun {
    * limits. With PIPELINING the next transaction goes out behind each one's data, when the
    * same connection is to carry it.
    */
-  private async connectionWorker(dest: Destination, pending: Item[]): Promise<void> {
+  private async connectionWorker(dest: Destination, pending: Pending): Promise<void> {
     const st = this.run.settings;
     let client: SmtpClient | null = null;
     let messages = 0;
@@ -284,8 +290,8 @@ export class SendRun {
     const queue: Unit[] = [];
     const take = (): Unit | null => {
       if (!queue.length) {
-        const it = pending.shift();
-        if (!it) return null;
+        if (pending.next >= pending.items.length) return null;
+        const it = pending.items[pending.next++];
         // A transaction never holds more recipients than a connection may carry either.
         const per = Math.min(st.maxRecipientsPerMessage || Infinity, st.maxRecipientsPerConnection || Infinity, it.rcpts.length);
         for (let i = 0; i < it.rcpts.length; i += per) queue.push({ it, rcpts: it.rcpts.slice(i, i + per) });
@@ -305,7 +311,8 @@ export class SendRun {
         const c = await this.connect(dest);
         if ('error' in c) {
           // Nothing more goes to this destination in this run.
-          const rest = mergeUnits([u, ...queue.splice(0)]).concat(pending.splice(0));
+          const rest = mergeUnits([u, ...queue.splice(0)]).concat(pending.items.slice(pending.next));
+          pending.next = pending.items.length;
           for (const x of rest) await this.settle(x, x.rcpts.map((r) => ({ ...c.error, address: r.address })), dest.label);
           return;
         }
