@@ -74,11 +74,13 @@ interface Destination {
 /** Longest stretch of CheckFile work (header reads and the Lua call) between two yields. */
 const SLICE_MS = 5;
 /**
- * Settlements (queue updates) a run may leave in flight while its connections go on to the
- * next transactions: a crash loses at most these updates, so at most these messages are sent
- * again (at least once, never lost).
+ * Settlements (queue updates: removing a delivered message is two unlinks, each a thread-pool
+ * job that can take milliseconds on a busy disk) a run may leave in flight while its
+ * connections go on to the next transactions. A few per thread-pool thread keep the pool busy;
+ * more would only queue. A crash loses at most these updates, so at most these messages are
+ * sent again (at least once, never lost).
  */
-const SETTLING_MAX = 64;
+const SETTLING_MAX = 16;
 
 const p2 = (n: number): string => String(n).padStart(2, '0');
 
