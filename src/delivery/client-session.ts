@@ -60,6 +60,11 @@ export class ClientSession {
   dirty = false;
   /** The 421 that ended the session, if one came. */
   gone: Exchange | null = null;
+  /**
+   * A transaction whose MAIL, RCPT and DATA went out behind the previous one's data (RFC 2920
+   * §3.1), replies unread: the only thing this session may do next is that transaction.
+   */
+  presented: { tx: object; mail: string; rcpts: string[] } | null = null;
 
   constructor(
     readonly wire: ClientWire,
@@ -73,10 +78,15 @@ export class ClientSession {
 
   /** Writes command lines in one write (a PIPELINING group when several). */
   write(lines: string[], shown: string): void {
+    this.wire.write(this.format(lines), shown);
+  }
+
+  /** Command lines as sent, CRLF after each; a line holding CR, LF or NUL is refused. */
+  format(lines: string[]): string {
     for (const l of lines) {
       if (/[\r\n\0]/.test(l)) throw new Error(`smtp client ${this.label}: refusing a command with CR, LF or NUL: ${JSON.stringify(l)}`);
     }
-    this.wire.write(lines.map((l) => `${l}\r\n`).join(''), shown);
+    return lines.map((l) => `${l}\r\n`).join('');
   }
 
   /** Reads the reply to `shown` (the command as onReply sees it) and passes it through the hook. */

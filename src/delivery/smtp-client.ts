@@ -139,20 +139,35 @@ export class SmtpClient {
    * the final "." to all accepted). Refusals decided locally (extension missing, size over the
    * server's SIZE) come back with stage `local` and nothing sent. Network errors, timeouts
    * and protocol errors reject with an SmtpClientError and leave the client closed.
+   * With `next`, and PIPELINING, that transaction's MAIL, RCPT and DATA go out right behind
+   * this one's data (RFC 2920 §3.1); it must be the next `send` on this client.
    */
-  async send(tx: Transaction): Promise<SendResult> {
+  async send(tx: Transaction, next?: Transaction): Promise<SendResult> {
     if (!tx.recipients.length) throw new Error(`smtp client ${this.label}: a transaction needs at least one recipient`);
-    return this.exclusive('send', () => runTransaction(this.session, tx));
+    return this.exclusive('send', () => runTransaction(this.session, tx, next));
+  }
+
+  /**
+   * A transaction went out ahead (the `next` of the last `send`, with PIPELINING): the next
+   * call must be `send` of that very transaction; `quit` or `close` drop the connection, and the
+   * server, which never got its data, delivers nothing.
+   */
+  get pipelinedAhead(): boolean {
+    return this.session.presented !== null;
   }
 
   /** RSET (also a liveness check before reusing a connection); rejects and closes when refused. */
   async rset(): Promise<ClientReply> {
-    return this.exclusive('rset', () => this.session.reset());
+    return this.exclusive('rset', () => {
+      if (this.session.presented) throw this.session.fail('protocol', 'RSET', 'a pipelined transaction is waiting for its replies');
+      return this.session.reset();
+    });
   }
 
   /** QUIT and close; never rejects. */
   async quit(): Promise<void> {
-    if (this.busy) {
+    // A transaction pipelined ahead holds the server in its DATA: only dropping the connection ends it.
+    if (this.busy || this.session.presented) {
       this.close();
       return;
     }

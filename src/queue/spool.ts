@@ -1,4 +1,5 @@
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Envelope } from './envelope.js';
@@ -126,11 +127,13 @@ export class Spool {
     const envIds = new Set<string>();
     const envelopes: Envelope[] = [];
     const removed: string[] = [];
+    // Synchronous reads: recovery runs before anything else is served, and one read of a small
+    // file costs microseconds, where an asynchronous one costs several thread-pool round trips.
     for (const name of names) {
       if (!name.endsWith('.env')) continue;
       const id = name.slice(0, -4);
       try {
-        envelopes.push(await this.read(id));
+        envelopes.push(JSON.parse(readFileSync(this.envPath(id), 'utf8')) as Envelope);
         envIds.add(id);
       } catch {
         await unlink(join(this.dir, name)).catch(() => undefined);

@@ -65,6 +65,7 @@ async function runNow(h: RelayHarness): Promise<void> {
 
 const rcptCount = (s: ScriptedSession): number => s.commands.filter((c) => c.startsWith('RCPT')).length;
 const mailCount = (s: ScriptedSession): number => s.commands.filter((c) => c.startsWith('MAIL')).length;
+const subjectOf = (text: string | null): string | undefined => /^Subject: (.*)$/m.exec(text ?? '')?.[1]?.trim();
 const texts = (p: ScriptedServer): (string | null)[] => p.sessions.flatMap((s) => s.messages.map((m) => m.text));
 
 async function withDir(t: TestContext): Promise<string> {
@@ -473,6 +474,46 @@ test('connectionsPerDestination: a run works through its messages over that many
   assert.equal(peers[0].sessions.length, 3, 'three connections');
   assert.deepEqual(peers[0].sessions.map(mailCount).sort(), [2, 2, 2]);
   assert.equal(h.server.relay.counters.delivered, 6);
+});
+
+test('one connection: each transaction goes out behind the previous one\'s data (PIPELINING), QUIT after the last', async (t) => {
+  const dir = await withDir(t);
+  await stageMessages(dir, {}, ['p1', 'p2', 'p3'].map((x) => ({ to: [`${x}@remote.test`], data: mail(`pipelined ${x}`) })));
+  const { h, peers } = await setup(t, undefined, { dataDir: dir });
+  await settled(h, 3);
+  await peers[0].closedSessions(1);
+  const [s] = peers[0].sessions;
+  assert.deepEqual(s.messages.map((m) => subjectOf(m.text)), ['pipelined p1', 'pipelined p2', 'pipelined p3']);
+  const dots = s.commands.flatMap((c, i) => (c === '.' ? [i] : []));
+  for (const i of dots.slice(0, 2)) {
+    assert.match(s.commands[i + 1], /^MAIL FROM:/);
+    assert.equal(s.reads[i + 1], s.reads[i], 'the next MAIL came in the same write as the "."');
+  }
+  assert.equal(s.commands.at(-1), 'QUIT');
+  assert.equal(h.server.relay.counters.delivered, 3);
+});
+
+test('a limit lowered by ReturnCodeHandler after a transaction was pipelined ahead: that one is dropped with the connection and sent once on the next', async (t) => {
+  const dir = await withDir(t);
+  await stageMessages(dir, {}, ['q1', 'q2', 'q3'].map((x) => ({ to: [`${x}@remote.test`], data: mail(`limited ${x}`) })));
+  const { h, peers } = await setup(
+    t,
+    `
+local dots = 0
+function ReturnCodeHandler(cmd, full, last)
+  if cmd == "." then dots = dots + 1; if dots == 1 then MaxMessagesPerConnection = 1 end end
+end
+`,
+    { dataDir: dir },
+  );
+  await settled(h, 3);
+  await peers[0].closedSessions(3);
+  assert.deepEqual(peers[0].sessions.map((s) => s.messages.length), [1, 1, 1]);
+  assert.deepEqual(texts(peers[0]).map(subjectOf), ['limited q1', 'limited q2', 'limited q3'], 'each message once, in order');
+  // The first connection had q2's MAIL, RCPT and DATA out already: it was dropped, not QUIT inside the DATA.
+  assert.deepEqual(peers[0].sessions[0].commands.slice(-3).map((c) => c.split(/[ :]/)[0]), ['MAIL', 'RCPT', 'DATA']);
+  assert.equal(peers[0].sessions[2].commands.at(-1), 'QUIT');
+  assert.equal(h.server.relay.counters.delivered, 3);
 });
 
 test('MaxRecipientsPerConnection counts across messages; Start overrides the configured limits, 0 = unlimited', async (t) => {

@@ -15,6 +15,13 @@ const tx = (recipients: string[], extra: object = {}) => ({
   ...extra,
 });
 
+async function waitUntil(cond: () => boolean, ms = 5000): Promise<void> {
+  for (const t0 = Date.now(); !cond(); ) {
+    if (Date.now() - t0 > ms) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 async function withServer(opts: ScriptedServerOptions, fn: (port: number, srv: Awaited<ReturnType<typeof startScriptedServer>>) => Promise<void>): Promise<void> {
   const srv = await startScriptedServer(opts);
   try {
@@ -185,6 +192,71 @@ test('without PIPELINING: one command at a time; MAIL refused settles everyone; 
       const reads = srv.sessions[0].reads;
       assert.equal(new Set(reads).size, reads.length - 0, 'every command in its own read');
     },
+  ));
+
+test('PIPELINING across transactions: the next MAIL, RCPT and DATA go out with the "." in one write; a refused "." does not touch the next', () =>
+  withServer({ respond: (c, sess) => (c === '.' && sess.messages.length === 1 ? '554 5.6.0 first refused' : undefined) }, async (port, srv) => {
+    const { client, seen } = await connectTo(port);
+    const second = tx(['c@example.com']);
+    const r1 = await client.send(tx(['b@example.com']), second);
+    assert.equal(client.pipelinedAhead, true);
+    assert.deepEqual(r1.perRecipient.map((p) => [p.address, p.code, p.stage]), [['b@example.com', 554, 'DOT']]);
+    const r2 = await client.send(second);
+    assert.equal(client.pipelinedAhead, false);
+    assert.deepEqual(r2.perRecipient.map((p) => [p.address, p.code, p.stage]), [['c@example.com', 250, 'DOT']]);
+    const r3 = await client.send(tx(['d@example.com']));
+    assert.equal(r3.perRecipient[0].code, 250);
+    await client.quit();
+    const s = srv.sessions[0];
+    const dots = s.commands.flatMap((c, i) => (c === '.' ? [i] : []));
+    assert.equal(dots.length, 3);
+    assert.deepEqual(s.commands.slice(dots[0], dots[0] + 4), ['.', `MAIL FROM:<a@example.com> SIZE=${MSG.length}`, 'RCPT TO:<c@example.com>', 'DATA']);
+    assert.equal(new Set(s.reads.slice(dots[0], dots[0] + 4)).size, 1, 'the "." and the next group in one write');
+    assert.equal(s.messages.length, 3);
+    assert.ok(s.messages.every((m) => m.text === MSG));
+    // onReply saw every reply once, in the order the commands went out.
+    assert.deepEqual(seen.slice(2).map((x) => x.command), s.commands.slice(1));
+  }));
+
+test('a transaction pipelined ahead and then abandoned is dropped with the connection: the server gets no data for it', () =>
+  withServer({}, async (port, srv) => {
+    const { client } = await connectTo(port);
+    await client.send(tx(['b@example.com']), tx(['c@example.com']));
+    assert.equal(client.pipelinedAhead, true);
+    await client.quit();
+    assert.equal(client.closed, true);
+    await waitUntil(() => srv.sessions[0].closed);
+    const s = srv.sessions[0];
+    assert.equal(s.messages.length, 1);
+    assert.deepEqual(s.commands.slice(-3).map((c) => c.split(' ')[0]), ['MAIL', 'RCPT', 'DATA'], 'no QUIT inside the pending DATA');
+  }));
+
+test('after a transaction pipelined ahead, only that transaction may follow', () =>
+  withServer({}, async (port, srv) => {
+    const { client } = await connectTo(port);
+    await client.send(tx(['b@example.com']), tx(['c@example.com']));
+    await assert.rejects(client.send(tx(['other@example.com'])), (e: unknown) => e instanceof SmtpClientError && e.kind === 'protocol');
+    assert.equal(client.closed, true);
+    await waitUntil(() => srv.sessions[0].closed);
+    assert.equal(srv.sessions[0].messages.length, 1);
+  }));
+
+test('without PIPELINING, or when the next one is refused locally, nothing is sent ahead', () =>
+  withServer({ extensions: DEFAULT_EXTENSIONS.filter((e) => e !== 'PIPELINING') }, async (port, srv) => {
+    const { client } = await connectTo(port);
+    await client.send(tx(['b@example.com']), tx(['c@example.com']));
+    assert.equal(client.pipelinedAhead, false);
+    await client.quit();
+    assert.deepEqual(srv.sessions[0].commands.map((c) => c.split(' ')[0]), ['EHLO', 'MAIL', 'RCPT', 'DATA', '.', 'QUIT']);
+  }).then(() =>
+    withServer({ extensions: ['PIPELINING', 'SIZE 100'] }, async (port, srv) => {
+      const { client } = await connectTo(port);
+      const big = { ...tx(['c@example.com']), size: 500 };
+      await client.send(tx(['b@example.com']), big);
+      assert.equal(client.pipelinedAhead, false, 'over the SIZE limit: not presented');
+      await client.quit();
+      assert.equal(srv.sessions[0].commands.filter((c) => c.startsWith('MAIL')).length, 1);
+    }),
   ));
 
 test('DATA refused: accepted recipients get the DATA reply, refused ones keep theirs', () =>

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Config, SenderConfig } from '../../config/schema.js';
 import { resolveSecret } from '../../config/load.js';
@@ -14,9 +13,9 @@ import type { RecipientOutcome } from '../dsn.js';
 import { lookupMx, mxTargets } from '../mx.js';
 import { shouldGiveUp, type RetrySchedule } from '../retry.js';
 import { selects, type SenderRules } from '../sender-rules.js';
-import { SmtpClient, SmtpClientError, type ClientOptions } from '../smtp-client.js';
+import { SmtpClient, SmtpClientError, type ClientOptions, type Transaction } from '../smtp-client.js';
 import { applyResults, type AttemptResult, type RelayCounters } from './outcomes.js';
-import { readHeader } from './header-data.js';
+import { readHeaderSync, type HeaderInfo } from './header-data.js';
 
 export interface RunDeps {
   config: Config;
@@ -42,10 +41,46 @@ interface Item {
   fileSize: number;
 }
 
+/** The run's messages for one destination, taken in order by its connections (an index: a shift would copy). */
+interface Pending {
+  items: Item[];
+  next: number;
+}
+
+/** One transaction's worth of a message: all its recipients for this run, or a Max* share. */
+interface Unit {
+  it: Item;
+  rcpts: EnvelopeRecipient[];
+  /** Built once: a transaction pipelined ahead is sent again as the same object. */
+  tx?: Transaction;
+}
+
+/** Units of the same message back into one item per message (settled together). */
+function mergeUnits(units: Unit[]): Item[] {
+  const out: Item[] = [];
+  for (const u of units) {
+    const same = out.find((x) => x.env === u.it.env);
+    if (same) same.rcpts = [...same.rcpts, ...u.rcpts];
+    else out.push({ ...u.it, rcpts: [...u.rcpts] });
+  }
+  return out;
+}
+
 interface Destination {
   label: string;
   targets: { host: string; address: string; port: number; servername?: string }[];
 }
+
+/** Longest stretch of CheckFile work (header reads and the Lua call) between two yields. */
+const SLICE_MS = 5;
+/**
+ * Settlements (queue updates: removing a delivered message is two unlinks, each a thread-pool
+ * job that can take milliseconds on a busy disk) a run may leave in flight while its
+ * connections go on to the next transactions. A few per thread-pool thread keep the pool busy;
+ * more would only queue. A crash loses at most these updates, so at most these messages are
+ * sent again (at least once, never lost).
+ */
+const SETTLING_MAX = 16;
 
 const p2 = (n: number): string => String(n).padStart(2, '0');
 
@@ -66,6 +101,8 @@ const domainOf = (a: string): string => a.slice(a.lastIndexOf('@') + 1).toLowerC
 export class SendRun {
   private readonly log: Logger;
   private run!: RelayoutRun;
+  private readonly settling = new Set<Promise<void>>();
+  private settleError: Error | null = null;
 
   constructor(
     private readonly sender: SenderConfig,
@@ -101,10 +138,22 @@ export class SendRun {
     try {
       this.run.start();
       const items: Item[] = [];
+      let slice = performance.now();
       for (const item of due) {
+        // Synchronous header reads, in slices of a few milliseconds between which the rest of
+        // the server runs (a large queue would otherwise hold the event loop).
+        if (performance.now() - slice > SLICE_MS) {
+          await new Promise((res) => setImmediate(res));
+          slice = performance.now();
+        }
         const path = this.deps.index.spool.messagePath(item.env.id);
-        const head = await readHeader(path, item.env.headerOffset).catch(() => ({ lines: [], data: {} }));
-        item.fileSize = await stat(path).then((st) => st.size, () => item.fileSize);
+        let head: HeaderInfo;
+        try {
+          head = readHeaderSync(path, item.env.headerOffset);
+        } catch {
+          head = { lines: [], data: {}, size: item.fileSize };
+        }
+        item.fileSize = head.size;
         const a = this.run.checkFile({
           filename: path,
           size: item.fileSize,
@@ -197,70 +246,127 @@ export class SendRun {
 
   /** Up to `connectionsPerDestination` connections work through the run's messages in order. */
   private async deliver(dest: Destination, items: Item[]): Promise<void> {
-    const pending = [...items];
-    const n = Math.max(1, Math.min(this.sender.connectionsPerDestination, pending.length));
-    await Promise.all(Array.from({ length: n }, () => this.connectionWorker(dest, pending)));
+    const pending: Pending = { items, next: 0 };
+    const n = Math.max(1, Math.min(this.sender.connectionsPerDestination, items.length));
+    try {
+      await Promise.all(Array.from({ length: n }, () => this.connectionWorker(dest, pending)));
+    } finally {
+      await this.settled();
+    }
   }
 
-  private async connectionWorker(dest: Destination, pending: Item[]): Promise<void> {
+  /**
+   * Records a transaction's results without holding up the connection: the next transaction
+   * starts while the queue is updated (waits only when SETTLING_MAX updates are in flight).
+   */
+  private async settleLater(it: Item, results: AttemptResult[], relay: string): Promise<void> {
+    while (this.settling.size >= SETTLING_MAX) await Promise.race(this.settling);
+    const p: Promise<void> = this.settle(it, results, relay)
+      .catch((err: Error) => {
+        this.settleError ??= new Error(`cannot record the results for ${it.env.id}: ${err.message}`, { cause: err });
+      })
+      .finally(() => this.settling.delete(p));
+    this.settling.add(p);
+  }
+
+  /** Waits for every update in flight; rejects with the first that failed. */
+  private async settled(): Promise<void> {
+    while (this.settling.size) await Promise.all([...this.settling]);
+    const err = this.settleError;
+    this.settleError = null;
+    if (err) throw err;
+  }
+
+  /**
+   * One connection's share of the run: messages in order, split into transactions by the Max*
+   * limits. With PIPELINING the next transaction goes out behind each one's data, when the
+   * same connection is to carry it.
+   */
+  private async connectionWorker(dest: Destination, pending: Pending): Promise<void> {
     const st = this.run.settings;
     let client: SmtpClient | null = null;
     let messages = 0;
     let recipients = 0;
-    while (pending.length && !this.deps.stopping()) {
-      const it = pending.shift()!;
-      // A transaction never holds more recipients than a connection may carry either.
-      const per = Math.min(st.maxRecipientsPerMessage || Infinity, st.maxRecipientsPerConnection || Infinity, it.rcpts.length);
-      for (let i = 0; i < it.rcpts.length && !this.deps.stopping(); i += per) {
-        const chunk = it.rcpts.slice(i, i + per);
-        // R2: the per-connection limits make the sender QUIT and reconnect.
-        if (client && ((st.maxMessagesPerConnection && messages >= st.maxMessagesPerConnection) || (st.maxRecipientsPerConnection && recipients + chunk.length > st.maxRecipientsPerConnection))) {
-          await client.quit();
-          client = null;
-        }
-        if (!client || client.closed) {
-          const c = await this.connect(dest);
-          if ('error' in c) {
-            // Nothing more goes to this destination in this run.
-            const rest = [{ ...it, rcpts: it.rcpts.slice(i) }, ...pending.splice(0)];
-            for (const x of rest) await this.settle(x, x.rcpts.map((r) => ({ ...c.error, address: r.address })), dest.label);
-            return;
-          }
-          client = c.client;
-          messages = 0;
-          recipients = 0;
-        }
-        const results = await this.transaction(client, it, chunk);
-        messages++;
-        recipients += chunk.length;
-        await this.settle({ ...it, rcpts: chunk }, results, client.label);
+    // Transactions taken from the run's list and not yet sent (the rest of a split message, and
+    // the one pipelined ahead).
+    const queue: Unit[] = [];
+    const take = (): Unit | null => {
+      if (!queue.length) {
+        if (pending.next >= pending.items.length) return null;
+        const it = pending.items[pending.next++];
+        // A transaction never holds more recipients than a connection may carry either.
+        const per = Math.min(st.maxRecipientsPerMessage || Infinity, st.maxRecipientsPerConnection || Infinity, it.rcpts.length);
+        for (let i = 0; i < it.rcpts.length; i += per) queue.push({ it, rcpts: it.rcpts.slice(i, i + per) });
       }
+      return queue.shift() ?? null;
+    };
+    // R2: the per-connection limits make the sender QUIT and reconnect.
+    const full = (u: Unit, extraMessages: number, extraRecipients: number): boolean =>
+      (!!st.maxMessagesPerConnection && messages + extraMessages >= st.maxMessagesPerConnection) ||
+      (!!st.maxRecipientsPerConnection && recipients + extraRecipients + u.rcpts.length > st.maxRecipientsPerConnection);
+    for (let u = this.deps.stopping() ? null : take(); u; u = this.deps.stopping() ? null : take()) {
+      if (client && full(u, 0, 0)) {
+        await client.quit();
+        client = null;
+      }
+      if (!client || client.closed) {
+        const c = await this.connect(dest);
+        if ('error' in c) {
+          // Nothing more goes to this destination in this run.
+          const rest = mergeUnits([u, ...queue.splice(0)]).concat(pending.items.slice(pending.next));
+          pending.next = pending.items.length;
+          for (const x of rest) await this.settle(x, x.rcpts.map((r) => ({ ...c.error, address: r.address })), dest.label);
+          return;
+        }
+        client = c.client;
+        messages = 0;
+        recipients = 0;
+      }
+      let next: Unit | null = null;
+      if (client.extensions.has('PIPELINING') && !this.deps.stopping()) {
+        next = take();
+        if (next) {
+          queue.unshift(next);
+          if (full(next, 1, u.rcpts.length)) next = null;
+        }
+      }
+      const results = await this.transaction(client, u, next);
+      messages++;
+      recipients += u.rcpts.length;
+      await this.settleLater({ ...u.it, rcpts: u.rcpts }, results, client.label);
     }
     await client?.quit();
+    // Stopping with a transaction taken but not sent: it stays queued for the next run.
   }
 
-  private async transaction(client: SmtpClient, it: Item, rcpts: EnvelopeRecipient[]): Promise<AttemptResult[]> {
-    const env = it.env;
+  private tx(u: Unit): Transaction {
+    if (u.tx) return u.tx;
+    const env = u.it.env;
     let from = env.sender;
     const batv = this.deps.batv;
     // R6: a return path in a local domain goes out BATV-tagged.
     if (this.run.settings.useBATV && batv && from && this.deps.directory.isLocalDomain(domainOf(from))) from = batv.sign(from);
+    u.tx = {
+      from,
+      recipients: u.rcpts.map((x) => ({ address: x.address, notify: x.dsn?.notify, orcpt: x.dsn?.orcpt })),
+      // RFC 1870: the octets sent, our Received line included.
+      size: u.it.fileSize - env.headerOffset,
+      body: env.body,
+      smtputf8: env.smtputf8,
+      ret: env.dsn?.ret,
+      envid: env.dsn?.envid,
+      data: { path: this.deps.index.spool.messagePath(env.id), offset: env.headerOffset },
+    };
+    return u.tx;
+  }
+
+  private async transaction(client: SmtpClient, u: Unit, next: Unit | null): Promise<AttemptResult[]> {
     try {
-      const r = await client.send({
-        from,
-        recipients: rcpts.map((x) => ({ address: x.address, notify: x.dsn?.notify, orcpt: x.dsn?.orcpt })),
-        // RFC 1870: the octets sent, our Received line included.
-        size: it.fileSize - env.headerOffset,
-        body: env.body,
-        smtputf8: env.smtputf8,
-        ret: env.dsn?.ret,
-        envid: env.dsn?.envid,
-        data: { path: this.deps.index.spool.messagePath(env.id), offset: env.headerOffset },
-      });
+      const r = await client.send(this.tx(u), next ? this.tx(next) : undefined);
       return r.perRecipient.map((p) => ({ address: p.address, code: p.code, enhanced: p.enhanced, reply: p.reply, remoteMta: client.remote, dsnPassed: r.dsn }));
     } catch (err) {
       const e = errorResult(err, client.label);
-      return rcpts.map((x) => ({ ...e, address: x.address }));
+      return u.rcpts.map((x) => ({ ...e, address: x.address }));
     }
   }
 
