@@ -15,8 +15,13 @@
  */
 export type LineHandler = (data: Buffer, offset: number, eol: number, cont: boolean, partial: boolean) => boolean | void;
 
+const EMPTY = Buffer.alloc(0);
+
 export class LineSplitter {
-  private readonly buf: Buffer;
+  /** Holds a line that spans chunks; grown as needed up to `cap`. */
+  private buf: Buffer = EMPTY;
+  /** One byte more than a line may hold: room for the CR of a line of maxLine bytes. */
+  private readonly cap: number;
   private len = 0;
   /** Offset of buf[0] in the stream. */
   private bufOffset = 0;
@@ -26,8 +31,7 @@ export class LineSplitter {
   private inLine = false;
 
   constructor(private readonly maxLine: number, private readonly onLine: LineHandler) {
-    // One byte more than a line may hold: room for the CR of a line of maxLine bytes.
-    this.buf = Buffer.allocUnsafe(Math.max(1, maxLine) + 1);
+    this.cap = Math.max(1, maxLine) + 1;
   }
 
   get bytes(): number {
@@ -55,7 +59,7 @@ export class LineSplitter {
   write(chunk: Uint8Array, start = 0): number {
     const c = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     const n = c.length;
-    const cap = this.buf.length;
+    const cap = this.cap;
     // Stream offset of c[0].
     const base = this.total - start;
     let pos = start;
@@ -85,6 +89,7 @@ export class LineSplitter {
         if (this.len === cap) this.flushPiece();
         if (this.len === 0) this.bufOffset = base + p;
         const take = Math.min(cap - this.len, stop - p);
+        if (this.len + take > this.buf.length) this.grow(this.len + take);
         c.copy(this.buf, this.len, p, p + take);
         this.len += take;
         p += take;
@@ -121,12 +126,19 @@ export class LineSplitter {
 
   /** Hands on the buffered line of `end` bytes: in two pieces when it is one byte over maxLine. */
   private emitBuffered(end: number, eol: number): boolean {
-    const maxLine = this.buf.length - 1;
+    const maxLine = this.cap - 1;
     if (end > maxLine) {
       this.emit(this.buf.subarray(0, maxLine), this.bufOffset, 0, true);
       return this.emit(this.buf.subarray(maxLine, end), this.bufOffset + maxLine, eol, false);
     }
     return this.emit(this.buf.subarray(0, end), this.bufOffset, eol, false);
+  }
+
+  /** Most lines are handed on from the chunk itself: the buffer starts small. */
+  private grow(need: number): void {
+    const next = Buffer.allocUnsafe(Math.min(this.cap, Math.max(need, 2 * this.buf.length, 256)));
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
   }
 
   /**
