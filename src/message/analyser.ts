@@ -47,6 +47,8 @@ import {
   type ResolvedOptions,
 } from './types.js';
 
+const DASHES = Buffer.from('--');
+
 const PART_FIELDS = new Set(['content-type', 'content-disposition', 'content-transfer-encoding']);
 const keepPartField = (key: string): boolean => PART_FIELDS.has(key);
 
@@ -109,7 +111,49 @@ export class MessageAnalyser {
   /** Bytes of the stored message, in order; any chunk size. */
   write(chunk: Uint8Array): void {
     if (this.ended) throw new Error('MessageAnalyser.write after end');
-    this.splitter.write(chunk);
+    const c = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    // Line by line, except runs of body lines (see bodyRun); the splitter stops at the start
+    // of a body so that they can be taken.
+    for (let pos = 0; pos < c.length; ) {
+      pos = this.bodyRun(c, pos);
+      if (pos < c.length) pos = this.splitter.write(c, pos);
+    }
+  }
+
+  /**
+   * In a leaf body, at a line start: the whole lines from `pos` that cannot be boundaries
+   * (none starts with "--") nor too long go to the leaf at once, the same as one by one.
+   * Returns where the run ends (`pos` when there is none).
+   */
+  private bodyRun(c: Buffer, pos: number): number {
+    const e = this.stack[this.stack.length - 1];
+    if (e.kind !== 'leaf' || !this.splitter.atLineStart || this.opts.lineByLine) return pos;
+    let end: number;
+    if (this.active.size > 0) {
+      if (c[pos] === 45) return pos;
+      // The first "--" at a line start; "-" is rare in bodies and not in base64 at all.
+      let d = c.indexOf(DASHES, pos);
+      while (d > 0 && c[d - 1] !== 10) d = c.indexOf(DASHES, d + 1);
+      end = d > 0 ? d : c.lastIndexOf(10) + 1;
+    } else {
+      end = c.lastIndexOf(10) + 1;
+    }
+    // Lines longer than maxLineBytes are read in pieces and noted: line by line from there.
+    // Every line starting in [s, lf] ends by lf, so each window of maxLine bytes with an LF
+    // clears the lines up to it.
+    const max = this.opts.maxLineBytes;
+    for (let s = pos; end - s > max + 1; ) {
+      const lf = c.lastIndexOf(10, s + max);
+      if (lf < s) {
+        end = s;
+        break;
+      }
+      s = lf + 1;
+    }
+    if (end <= pos) return pos;
+    this.prevEol = e.leaf!.lines(c, pos, end);
+    this.splitter.advance(end - pos);
+    return end;
   }
 
   /** The message is complete. */
@@ -154,7 +198,8 @@ export class MessageAnalyser {
     return e;
   }
 
-  private onLine(data: Buffer, offset: number, eol: number, cont: boolean, partial: boolean): void {
+  /** Returns whether a leaf body goes on after this line (the splitter may stop for bodyRun). */
+  private onLine(data: Buffer, offset: number, eol: number, cont: boolean, partial: boolean): boolean {
     if (partial) this.defect('line-too-long');
     if (this.active.size > 0 && !cont && !partial && data.length >= 2 && data[0] === 45 && data[1] === 45 && this.mayBeBoundary(data)) {
       for (let k = this.stack.length - 1; k >= 0; k--) {
@@ -164,12 +209,13 @@ export class MessageAnalyser {
         if (m) {
           this.onBoundary(k, m === CLOSE_DELIMITER, offset, offset + data.length + eol);
           this.prevEol = eol;
-          return;
+          return false;
         }
       }
     }
     this.dispatch(data, offset, eol, cont);
     this.prevEol = eol;
+    return this.stack[this.stack.length - 1].kind === 'leaf';
   }
 
   /** Whether the line ("--" + something) could be a delimiter of one of the active boundaries. */
@@ -314,6 +360,7 @@ export class MessageAnalyser {
       onFound: (f) => this.onFound(e, f),
       onDefect: (c) => this.defect(c),
       maxTnefAttributeBytes: this.opts.maxTnefAttributeBytes,
+      scalar: this.opts.lineByLine,
     });
   }
 

@@ -18,6 +18,8 @@ export interface LeafBodyOptions {
   onFound: FoundHandler;
   onDefect: (code: string) => void;
   maxTnefAttributeBytes: number;
+  /** Base64 decoded byte by byte even when only the size is needed (see Base64Decoder). */
+  scalar?: boolean;
 }
 
 export class LeafBody {
@@ -41,7 +43,7 @@ export class LeafBody {
       this.scanner = scanner;
       sink = (b) => scanner.write(b);
     }
-    this.decoder = createTransferDecoder(isUuEncoding(cte) ? '' : cte, sink);
+    this.decoder = createTransferDecoder(isUuEncoding(cte) ? '' : cte, sink, opts.scalar);
   }
 
   /** Decoded bytes so far. */
@@ -53,6 +55,18 @@ export class LeafBody {
     if (this.pendingEol) this.decoder.write(this.pendingEol === 2 ? CRLF : LF);
     if (data.length > 0) this.decoder.write(data);
     this.pendingEol = eol;
+  }
+
+  /**
+   * Whole lines at once: data[from, to) holds one or more lines, the last ending with its LF
+   * at to - 1; the same as line() for each of them. Returns the last line's terminator length.
+   */
+  lines(data: Buffer, from: number, to: number): number {
+    const eol = to - 2 >= from && data[to - 2] === 13 ? 2 : 1;
+    if (this.pendingEol) this.decoder.write(this.pendingEol === 2 ? CRLF : LF);
+    if (to - eol > from) this.decoder.write(data.subarray(from, to - eol));
+    this.pendingEol = eol;
+    return eol;
   }
 
   /** The part ends: at a boundary (the last line break was the boundary's) or at the end of the message. */

@@ -4,6 +4,11 @@
  * writes. Malformed input is decoded as far as it goes and noted in `invalid`.
  */
 
+import { base64Kernel, KERNEL_WINDOW, type Base64Kernel } from './base64-kernel.js';
+
+/** Below this many bytes a write is decoded by the scalar loop: the kernel call costs more. */
+const KERNEL_MIN = 64;
+
 export type ByteSink = (data: Buffer) => void;
 
 export interface TransferDecoder {
@@ -50,16 +55,30 @@ export class Base64Decoder implements TransferDecoder {
   /** Characters in the current 4-character group. */
   private group = 0;
 
-  constructor(private readonly sink?: ByteSink) {}
+  /** `scalarOnly`: never the SIMD kernel (the reference it is tested against). */
+  constructor(
+    private readonly sink?: ByteSink,
+    private readonly scalarOnly = false,
+  ) {}
 
   write(data: Uint8Array): void {
+    if (!this.sink && !this.scalarOnly && base64Kernel && data.length >= KERNEL_MIN) {
+      this.count(data, base64Kernel);
+      return;
+    }
     const out = this.sink ? Buffer.allocUnsafe(Math.ceil((data.length * 3) / 4) + 3) : null;
+    const o = this.scalar(data, 0, data.length, out);
+    if (out && o > 0) this.sink!(out.subarray(0, o));
+  }
+
+  /** Decodes data[from, to) byte by byte; returns the bytes written to `out`. */
+  private scalar(data: Uint8Array, from: number, to: number, out: Buffer | null): number {
     let o = 0;
     let acc = this.acc;
     let bits = this.bits;
     let group = this.group;
     let n = 0;
-    for (let i = 0; i < data.length; i++) {
+    for (let i = from; i < to; i++) {
       const v = B64[data[i]];
       if (v >= 0) {
         acc = ((acc << 6) | v) & 0xffffff;
@@ -83,7 +102,37 @@ export class Base64Decoder implements TransferDecoder {
     this.bits = bits;
     this.group = group;
     this.size += n;
-    if (out && o > 0) this.sink!(out.subarray(0, o));
+    return o;
+  }
+
+  /**
+   * Size only (no sink): runs of alphabet characters and whitespace are counted by the SIMD
+   * kernel, and the 16-byte blocks it stops at (holding "=" or invalid bytes) and the tail go
+   * through the scalar loop, which is what decides `invalid` and resets at "=".
+   */
+  private count(data: Uint8Array, k: Base64Kernel): void {
+    for (let i = 0; i < data.length; ) {
+      const w = Math.min(data.length - i, KERNEL_WINDOW);
+      k.load(data, i, w);
+      for (let p = 0; p < w; ) {
+        const stop = k.scan(p, w);
+        this.addCharacters(k.count());
+        if (stop >= w) break;
+        p = Math.min(w, stop + 16);
+        this.scalar(data, i + stop, i + p, null);
+      }
+      i += w;
+    }
+  }
+
+  /** `k` alphabet characters (and no "="), as the scalar loop would count them. */
+  private addCharacters(k: number): void {
+    const bits = this.bits + 6 * k;
+    this.size += bits >> 3;
+    this.bits = bits & 7;
+    this.group = (this.group + k) & 3;
+    // Only the bytes handed to a sink come from acc, and there is none here.
+    this.acc = 0;
   }
 
   end(): void {
@@ -189,10 +238,10 @@ export class QuotedPrintableDecoder implements TransferDecoder {
 }
 
 /** The decoder for a Content-Transfer-Encoding value (lower-cased); unknown ones pass bytes through. */
-export function createTransferDecoder(cte: string, sink?: ByteSink): TransferDecoder {
+export function createTransferDecoder(cte: string, sink?: ByteSink, scalar = false): TransferDecoder {
   switch (cte) {
     case 'base64':
-      return new Base64Decoder(sink);
+      return new Base64Decoder(sink, scalar);
     case 'quoted-printable':
       return new QuotedPrintableDecoder(sink);
     default:

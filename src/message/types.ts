@@ -117,6 +117,12 @@ export interface AnalyserOptions {
   maxAttachments?: number;
   /** Most bytes of one TNEF attribute kept for its file name (attAttachTitle, attAttachment's MAPI properties); the data itself is never kept. Default 1 MiB. */
   maxTnefAttributeBytes?: number;
+  /**
+   * Reads every body line on its own and decodes base64 byte by byte, instead of taking runs
+   * of body lines at once and counting base64 with the SIMD kernel. The same result, slower:
+   * the reference the fast paths are tested against.
+   */
+  lineByLine?: boolean;
 }
 
 export interface ResolvedOptions {
@@ -127,6 +133,7 @@ export interface ResolvedOptions {
   maxLineBytes: number;
   maxAttachments: number;
   maxTnefAttributeBytes: number;
+  lineByLine: boolean;
 }
 
 export function resolveOptions(o: AnalyserOptions = {}): ResolvedOptions {
@@ -141,6 +148,7 @@ export function resolveOptions(o: AnalyserOptions = {}): ResolvedOptions {
     maxLineBytes: int(o.maxLineBytes, 64 * 1024, 1024),
     maxAttachments: int(o.maxAttachments, 1000, 0),
     maxTnefAttributeBytes: int(o.maxTnefAttributeBytes, 1024 * 1024, 1024),
+    lineByLine: o.lineByLine === true,
   };
 }
 

@@ -230,8 +230,11 @@ function checkResult(r: AnalysisResult, size: number, opts: AnalyserOptions): vo
 function property(buf: Buffer, raw: number[], opts: AnalyserOptions): void {
   const whole = analyse(buf, [], opts);
   checkResult(whole, buf.length, opts);
-  const chunked = analyse(buf, cutsFor(buf.length, raw), opts);
+  const cuts = cutsFor(buf.length, raw);
+  const chunked = analyse(buf, cuts, opts);
   assert.deepEqual(chunked, whole, 'the same result whatever the chunking');
+  // The runs of body lines and the base64 kernel change nothing.
+  assert.deepEqual(analyse(buf, cuts, { ...opts, lineByLine: true }), whole, 'the same result line by line');
 }
 
 const cutList = fc.array(fc.nat(), { maxLength: 10 });

@@ -18,7 +18,9 @@ interface L {
 
 function split(input: Buffer, max: number, chunk: number): L[] {
   const out: L[] = [];
-  const s = new LineSplitter(max, (d, offset, eol, cont, partial) => out.push({ text: d.toString('latin1'), offset, eol, cont, partial }));
+  const s = new LineSplitter(max, (d, offset, eol, cont, partial) => {
+    out.push({ text: d.toString('latin1'), offset, eol, cont, partial });
+  });
   for (let i = 0; i < input.length; i += chunk) s.write(input.subarray(i, i + chunk));
   s.end();
   return out;
