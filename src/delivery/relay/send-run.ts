@@ -75,10 +75,10 @@ interface Destination {
 const SLICE_MS = 5;
 /**
  * Settlements (queue updates: removing a delivered message is two unlinks, each a thread-pool
- * job that can take milliseconds on a busy disk) a run may leave in flight while its
- * connections go on to the next transactions. A few per thread-pool thread keep the pool busy;
- * more would only queue. A crash loses at most these updates, so at most these messages are
- * sent again (at least once, never lost).
+ * job that can take milliseconds on a busy disk) run while their connection reads the replies
+ * to the next transaction's pipelined commands; a connection sends that transaction's data
+ * only once its previous settlement is durable, so a crash re-sends at most the transaction
+ * each connection has in flight (issue 6, R4). The cap guards the run as a whole.
  */
 const SETTLING_MAX = 16;
 
@@ -259,7 +259,8 @@ export class SendRun {
    * Records a transaction's results without holding up the connection: the next transaction
    * starts while the queue is updated (waits only when SETTLING_MAX updates are in flight).
    */
-  private async settleLater(it: Item, results: AttemptResult[], relay: string): Promise<void> {
+  /** Starts recording a transaction's results; `done` resolves (never rejects) once they are durable. */
+  private async settleLater(it: Item, results: AttemptResult[], relay: string): Promise<{ done: Promise<void> }> {
     while (this.settling.size >= SETTLING_MAX) await Promise.race(this.settling);
     const p: Promise<void> = this.settle(it, results, relay)
       .catch((err: Error) => {
@@ -267,6 +268,7 @@ export class SendRun {
       })
       .finally(() => this.settling.delete(p));
     this.settling.add(p);
+    return { done: p };
   }
 
   /** Waits for every update in flight; rejects with the first that failed. */
@@ -287,6 +289,7 @@ export class SendRun {
     let client: SmtpClient | null = null;
     let messages = 0;
     let recipients = 0;
+    let previous: { done: Promise<void> } | null = null;
     // Transactions taken from the run's list and not yet sent (the rest of a split message, and
     // the one pipelined ahead).
     const queue: Unit[] = [];
@@ -330,10 +333,12 @@ export class SendRun {
           if (full(next, 1, u.rcpts.length)) next = null;
         }
       }
+      // The previous transaction's results are durable before this one's data goes out.
+      if (previous) await previous.done;
       const results = await this.transaction(client, u, next);
       messages++;
       recipients += u.rcpts.length;
-      await this.settleLater({ ...u.it, rcpts: u.rcpts }, results, client.label);
+      previous = await this.settleLater({ ...u.it, rcpts: u.rcpts }, results, client.label);
     }
     await client?.quit();
     // Stopping with a transaction taken but not sent: it stays queued for the next run.
