@@ -396,7 +396,7 @@ export const slowloris = (connections: number, perIp = 100): Attack => ({
         violations.push(`slowloris connect: ${(e as Error).message}`);
         return;
       }
-      await r.until(() => r.lines.length > 0, 5000);
+      await r.until(() => r.lines.length > 0, 15_000);
       if (!r.text.startsWith('220')) {
         counts.refused++;
         r.close();
@@ -445,7 +445,7 @@ export const floodOneAddress = (perIpLimit: number, factor = 3): Attack => ({
         violations.push(`connect: ${(e as Error).message}`);
         return;
       }
-      await r.until(() => r.lines.length > 0, 5000);
+      await r.until(() => r.lines.length > 0, 15_000);
       if (r.text.startsWith('220')) {
         counts.greeted++;
         held.push(r);
@@ -458,7 +458,7 @@ export const floodOneAddress = (perIpLimit: number, factor = 3): Attack => ({
         counts.slowest421Ms = Math.max(counts.slowest421Ms, Date.now() - t0);
       } else {
         counts.other++;
-        violations.push(`neither 220 nor 421 4.7.0 within 5 s: ${JSON.stringify(r.text.slice(0, 80))}`);
+        violations.push(`neither 220 nor 421 4.7.0 within 15 s: ${JSON.stringify(r.text.slice(0, 80))}`);
       }
       r.close();
     };
@@ -487,17 +487,17 @@ export const floodTotal = (total: number, perIp: number): Attack => ({
     const held: Raw[] = [];
     const counts = { greeted: 0, mostAtOnce: 0, refused421: 0, other: 0 };
     const violations: string[] = [];
-    await parallel(addresses, async (a) => {
-      for (let k = 0; k < perIp && Date.now() < ctx.until; k++) {
-        let r: Raw;
+    // All at once (each bounded by its own timeouts), so the limit is crossed even on a slow machine.
+    await parallel(addresses * perIp, async (i) => {
+      let r: Raw;
         try {
-          r = await Raw.open(ctx.server.port, attackerIp(40 + a));
+          r = await Raw.open(ctx.server.port, attackerIp(40 + (i % addresses)));
         } catch (e) {
           counts.other++;
           violations.push(`connect: ${(e as Error).message}`);
-          continue;
+          return;
         }
-        await r.until(() => r.lines.length > 0, 5000);
+        await r.until(() => r.lines.length > 0, 15_000);
         if (r.text.startsWith('220')) {
           counts.greeted++;
           held.push(r);
@@ -506,11 +506,10 @@ export const floodTotal = (total: number, perIp: number): Attack => ({
           if (r.text.startsWith('421 4.7.0')) counts.refused421++;
           else {
             counts.other++;
-            violations.push(`neither 220 nor 421 4.7.0 within 5 s: ${JSON.stringify(r.text.slice(0, 80))}`);
+            violations.push(`neither 220 nor 421 4.7.0 within 15 s: ${JSON.stringify(r.text.slice(0, 80))}`);
           }
           r.close();
         }
-      }
     });
     if (counts.mostAtOnce > total) violations.push(`${counts.mostAtOnce} connections open at once, limit ${total}`);
     await sleep(remaining(ctx));
@@ -827,7 +826,8 @@ export const starttlsInjection = (sessions: number): Attack => ({
     const violations: string[] = [];
     const note = (v: string): void => void (violations.length < 5 && violations.push(v));
     await parallel(sessions, async (i) => {
-      let k = 0;
+      // Client i starts with mode i % 3: three clients cover every mode in their first round.
+      let k = i - 1;
       while (Date.now() < ctx.until) {
         k++;
         const r = await Raw.open(ctx.server.port, attackerIp(130 + i)).catch((e: Error) => (note(`connect: ${e.message}`), null));
