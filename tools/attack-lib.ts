@@ -5,7 +5,7 @@
  * (`npm run attack`, full size) and by test/e2e/attack-*.test.ts (CI size).
  *
  * Every attack is bounded in time (its deadline) and in connections; every address is on
- * loopback. Attackers connect from 127.0.0.2 and up, so per-address limits meet them and not
+ * loopback. Attackers connect from 127.77.0.2 and up, so per-address limits meet them and not
  * the well-behaved clients on 127.0.0.1.
  */
 import { connect, type Socket } from 'node:net';
@@ -337,8 +337,11 @@ export class Raw {
   }
 }
 
-/** 127.0.0.<n>: attackers' addresses (1 is the well-behaved clients'). */
-export const attackerIp = (n: number): string => `127.0.${Math.floor(n / 250)}.${2 + (n % 250)}`;
+/**
+ * Attackers' addresses, in 127.77/16: away from 127.0.0.1 (the well-behaved clients, inside
+ * relay.networks) and from the 127.0.0.x peers other tests listen on.
+ */
+export const attackerIp = (n: number): string => `127.77.${Math.floor(n / 250)}.${2 + (n % 250)}`;
 
 /** Checks that every reply line is "ddd text" or "ddd-text"; returns the first bad line. */
 export function badReplyLine(lines: string[]): string | null {
