@@ -13,7 +13,8 @@ import { REPORT_PRELUDE, report } from '../helpers/lua-report.js';
 let h: ScriptHarness;
 
 before(async () => {
-  h = await startScriptServer('', { scripts: { timeMs: 300 } });
+  // Generous: the helpers walk the stored file; only the runaway test needs the budget to fire.
+  h = await startScriptServer('', { scripts: { timeMs: 1500 } });
 });
 after(async () => {
   await h.stop();
