@@ -161,7 +161,7 @@ export class MoonpostServer {
     this.queue = options.queueIndex ? options.queueIndex(this.spool) : new QueueIndex(this.spool);
     this.shared = policyServices(config);
     this.relay = new Relay(config, this.queue, this.scripts, this.shared.dns, this.shared.batv, this.directory, this.log.child({ part: 'relay' }));
-    this.dispatcher = new LocalDispatcher(this.queue, maildir, this.log.child({ part: 'delivery' }));
+    this.dispatcher = new LocalDispatcher(this.queue, maildir, this.log.child({ part: 'delivery' }), (env, outcomes) => this.relay.report(env, outcomes));
     this.queue.onAdded((env) => this.dispatcher.enqueue(env));
   }
 

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Envelope } from '../queue/envelope.js';
 import type { QueueIndex } from '../queue/queue-index.js';
 import type { MaildirDelivery } from './maildir.js';
+import { wantsNotification, type RecipientOutcome } from './dsn.js';
 
 const RETRY_MIN_MS = 30_000;
 const RETRY_MAX_MS = 3_600_000;
@@ -26,6 +27,8 @@ export class LocalDispatcher {
     private readonly index: QueueIndex,
     private readonly maildir: MaildirDelivery,
     private readonly log: Logger,
+    /** Queues an RFC 3464 report (NOTIFY=SUCCESS asks for one on delivery, RFC 3461 §4.1). */
+    private readonly report?: (env: Envelope, outcomes: RecipientOutcome[]) => Promise<void>,
   ) {}
 
   /** A freshly committed (or recovered) message. */
@@ -71,6 +74,7 @@ export class LocalDispatcher {
       let failed = false;
       let touched = false;
       const done = new Map<string, Promise<string>>();
+      const reports: RecipientOutcome[] = [];
       for (const r of env.recipients) {
         if (r.state !== 'pending' || r.route.kind !== 'local') continue;
         touched = true;
@@ -87,6 +91,9 @@ export class LocalDispatcher {
           r.state = 'delivered';
           this.counters.delivered++;
           this.log.info({ queueId: env.id, to: r.address, mailbox, file }, 'delivered');
+          if (wantsNotification(r.dsn?.notify, 'delivered')) {
+            reports.push({ address: r.address, action: 'delivered', status: '2.0.0', diagnostic: 'delivered to the mailbox', lastAttempt: new Date() });
+          }
         } catch (err) {
           failed = true;
           this.counters.deferred++;
@@ -95,6 +102,8 @@ export class LocalDispatcher {
         }
       }
       if (!touched) return false;
+      // Inside the lock: the message file is still there for the report.
+      if (reports.length && this.report) await this.report(env, reports);
       if (failed) {
         const attempts = Math.max(...env.recipients.map((r) => r.attempts ?? 0));
         env.nextAttempt = Date.now() + Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.max(0, attempts - 1));

@@ -61,6 +61,26 @@ async function sendRaw(port: number, mailCmd: string, rcptCmds: string[], data: 
   }
 }
 
+// ------------------------------------------------------------------ local delivery
+
+test('local delivery with NOTIFY=SUCCESS: a "delivered" DSN for that recipient only; none without it', async (t) => {
+  const h = await relay(t, {});
+  const data = mail('kept locally', { to: 'rcpt@localhost' });
+  await sendRaw(h.port, 'MAIL FROM:<sender@localhost> ENVID=local-1', ['RCPT TO:<rcpt@localhost> NOTIFY=SUCCESS', 'RCPT TO:<other@localhost>'], data);
+  const [report] = await mailbox(h, 'localhost/sender', 1);
+  const dsn = parseDsn(report);
+  assert.equal(header(dsn.message, 'subject'), 'Successful Mail Delivery Report');
+  assert.deepEqual(dsn.recipients.map((r) => [r.get('final-recipient'), r.get('action'), r.get('status')]), [['rfc822; rcpt@localhost', 'delivered', '2.0.0']]);
+  assert.equal(dsn.perMessage.get('original-envelope-id'), 'local-1');
+  assert.equal((await mailbox(h, 'localhost/rcpt', 1)).length, 1);
+  assert.equal((await mailbox(h, 'localhost/other', 1)).length, 1);
+  // Without NOTIFY=SUCCESS, nothing more comes back.
+  await sendRaw(h.port, 'MAIL FROM:<sender@localhost>', ['RCPT TO:<rcpt@localhost>'], mail('quiet', { to: 'rcpt@localhost' }));
+  await mailbox(h, 'localhost/rcpt', 2);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal((await h.mailbox('localhost/sender')).length, 1);
+});
+
 // ------------------------------------------------------------------ a second moonpost
 
 test('to a second moonpost: delivered intact with the return path; NOTIFY=SUCCESS passed on, so no "relayed" DSN', async (t) => {
@@ -89,8 +109,10 @@ test('to a second moonpost: delivered intact with the return path; NOTIFY=SUCCES
     const sent = Buffer.from(data, 'utf8').toString('latin1');
     assert.ok(got.endsWith(sent), 'the message arrives byte for byte');
   }
-  // b.test supports DSN: NOTIFY/ORCPT went on with the message, so we report nothing (RFC 3461 §4.1).
-  assert.equal(remote.server.queue.size, 0);
+  // b.test supports DSN: NOTIFY/ORCPT went on with the message, so we report nothing (RFC 3461 §4.1);
+  // b.test itself, the final hop, queues the "delivered" report for y, from <> to our sender.
+  const reports = await waitFor('the final hop\'s DSN', () => (remote.server.queue.size ? remote.server.queue.list() : null), 5000);
+  assert.deepEqual(reports.map((e) => [e.sender, e.recipients.map((r) => r.address)]), [['', ['sender@localhost']]]);
   await new Promise((r) => setTimeout(r, 100));
   assert.deepEqual(await h.mailbox('localhost/sender'), [], 'no "relayed" DSN when the next hop takes the DSN request');
 });
