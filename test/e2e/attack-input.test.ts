@@ -1,13 +1,12 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { attackSuite } from '../helpers/attack-suite.js';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   AUTH_USER,
-  AttackServer,
   BAD_BYTES_LINES,
   BAD_BYTES_MESSAGE,
-  Bystanders,
   Raw,
   SMUGGLING_VARIANTS,
   attackerIp,
@@ -21,7 +20,6 @@ import {
   smugglingPayload,
   starttlsInjection,
   table,
-  type PhaseResult,
 } from '../../tools/attack-lib.js';
 
 // Hostile input against a real moonpost (its own process), CI-sized, measured: pipelining
@@ -34,30 +32,13 @@ const SECONDS = 2;
 const BOUNDS = { minSuccess: 0.99, maxP99Ms: 10_000, maxRssMB: 400, minMessages: 1 };
 const AUTH_DELAY_MS = 4000;
 
-let server: AttackServer;
-let bystanders: Bystanders;
-const results: PhaseResult[] = [];
-
-before(async () => {
-  server = await AttackServer.start({ limits: { authFailures: { free: 0, delayMs: AUTH_DELAY_MS, maxDelayMs: AUTH_DELAY_MS, block: 100_000 } } });
-  bystanders = new Bystanders(server.port, { concurrency: 3 });
-  bystanders.start();
-  await phase(server, bystanders, null, 1);
-  results.push(await phase(server, bystanders, null, 1.5));
-});
-
-after(async () => {
-  await bystanders?.stop();
-  if (results.length) console.log(table(results));
-  const code = await server?.stop();
-  assert.equal(code, 0, `graceful stop after the attacks: ${server?.stderrTail}`);
-});
+const suite = attackSuite({ limits: { authFailures: { free: 0, delayMs: AUTH_DELAY_MS, maxDelayMs: AUTH_DELAY_MS, block: 100_000 } } });
 
 const b64 = (s: string): string => Buffer.from(s, 'latin1').toString('base64');
 
 /** The files delivered to localhost/<user>, once there are `atLeast` (local delivery follows the 250). */
 async function delivered(user: string, atLeast = 1): Promise<Buffer[]> {
-  const dir = join(server.dataDir, 'mail', 'localhost', user, 'new');
+  const dir = join(suite.server.dataDir, 'mail', 'localhost', user, 'new');
   const deadline = Date.now() + 5000;
   let names: string[] = [];
   while ((names = await readdir(dir).catch(() => [] as string[])).length < atLeast && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
@@ -65,39 +46,39 @@ async function delivered(user: string, atLeast = 1): Promise<Buffer[]> {
 }
 
 test('baseline: every well-behaved message is accepted', () => {
-  assert.deepEqual(problems(results[0], BOUNDS), []);
-  assert.equal(results[0].bystanders.successRate, 1);
+  assert.deepEqual(problems(suite.results[0], BOUNDS), []);
+  assert.equal(suite.results[0].bystanders.successRate, 1);
 });
 
 test('pipelining floods: thousands of commands per write all answered in order; clients that never read do not stall the server', async () => {
-  const r = await phase(server, bystanders, pipeliningFlood(3000, 2, 1), SECONDS);
-  results.push(r);
-  assert.deepEqual(problems(r, BOUNDS), [], table([results[0], r]));
+  const r = await phase(suite.server, suite.bystanders, pipeliningFlood(3000, 2, 1), SECONDS);
+  suite.results.push(r);
+  assert.deepEqual(problems(r, BOUNDS), [], table([suite.results[0], r]));
   assert.ok(r.outcome!.counts.batches >= 1, `${r.outcome!.counts.batches} batches`);
 });
 
 test('100 MB lines (command, DATA, and during an AUTH delay): refused in step, server memory stays bounded', async () => {
-  const r = await phase(server, bystanders, hugeLines(100), SECONDS);
-  results.push(r);
-  assert.deepEqual(problems(r, { ...BOUNDS, maxRssMB: Math.max(300, r.startRssMB + 150) }), [], table([results[0], r]));
+  const r = await phase(suite.server, suite.bystanders, hugeLines(100), SECONDS);
+  suite.results.push(r);
+  assert.deepEqual(problems(r, { ...BOUNDS, maxRssMB: Math.max(300, r.startRssMB + 150) }), [], table([suite.results[0], r]));
   assert.ok(r.outcome!.counts.bytes >= 300 * 2 ** 20);
 });
 
 test('input sent while a failed AUTH is delayed is not read into memory (it used to be, without bound)', async () => {
-  const r = await Raw.open(server.authPort, attackerIp(210));
+  const r = await Raw.open(suite.server.authPort, attackerIp(210));
   await r.write('EHLO held.test\r\n');
   await r.until(() => r.replies.length >= 2, 5000);
   await r.write(`AUTH PLAIN ${b64(`\0${AUTH_USER}\0wrong`)}\r\n`);
   // For most of the delay, push a line that never ends as fast as TCP takes it.
   const chunk = Buffer.alloc(1 << 16, 'x');
   const stopAt = Date.now() + AUTH_DELAY_MS - 1500;
-  const rss0 = server.rssMB();
+  const rss0 = suite.server.rssMB();
   let accepted = 0;
   while (Date.now() < stopAt && r.replies.length === 2) {
     await Promise.race([r.write(chunk), new Promise((res) => setTimeout(res, 100))]);
     if (r.socket.writableLength < 1 << 20) accepted += chunk.length;
   }
-  const grew = server.rssMB() - rss0;
+  const grew = suite.server.rssMB() - rss0;
   assert.equal(r.replies.length, 2, 'still inside the delay');
   // Only socket buffers (a few MB) may fill; the server used to take it all (hundreds of MB).
   assert.ok(accepted < 48 * 2 ** 20, `${(accepted / 2 ** 20).toFixed(0)} MB accepted during the delay`);
@@ -111,14 +92,14 @@ test('input sent while a failed AUTH is delayed is not read into memory (it used
 });
 
 test('NUL bytes and invalid UTF-8 in commands, addresses, headers and bodies: one well-formed reply each, under load', async () => {
-  const r = await phase(server, bystanders, badBytes(2), SECONDS);
-  results.push(r);
-  assert.deepEqual(problems(r, BOUNDS), [], table([results[0], r]));
+  const r = await phase(suite.server, suite.bystanders, badBytes(2), SECONDS);
+  suite.results.push(r);
+  assert.deepEqual(problems(r, BOUNDS), [], table([suite.results[0], r]));
   assert.ok(r.outcome!.counts.sessions >= 2);
 });
 
 test('NUL bytes and invalid UTF-8: the exact answers, and a message carrying them is stored byte for byte', async () => {
-  const r = await Raw.open(server.port, attackerIp(211));
+  const r = await Raw.open(suite.server.port, attackerIp(211));
   for (const line of BAD_BYTES_LINES) await r.write(line);
   await r.write('DATA\r\n');
   await r.until(() => r.replies.length >= BAD_BYTES_LINES.length + 2, 5000);
@@ -142,17 +123,17 @@ test('NUL bytes and invalid UTF-8: the exact answers, and a message carrying the
 });
 
 test('SMTP smuggling variants (DATA and BDAT) under load: never a second transaction', async () => {
-  const r = await phase(server, bystanders, smuggling(2), SECONDS);
-  results.push(r);
-  assert.deepEqual(problems(r, BOUNDS), [], table([results[0], r]));
+  const r = await phase(suite.server, suite.bystanders, smuggling(2), SECONDS);
+  suite.results.push(r);
+  assert.deepEqual(problems(r, BOUNDS), [], table([suite.results[0], r]));
   assert.ok(r.outcome!.counts.messages >= 4, `${r.outcome!.counts.messages} messages`);
-  assert.equal(await server.mailboxCount('victim'), 0);
+  assert.equal(await suite.server.mailboxCount('victim'), 0);
 });
 
 test('SMTP smuggling: every variant is stored as one message holding the smuggled text', async () => {
   for (const [i, [name, seq]] of SMUGGLING_VARIANTS.entries()) {
     const box = `smuggle-v${i}`;
-    const r = await Raw.open(server.port, attackerIp(212));
+    const r = await Raw.open(suite.server.port, attackerIp(212));
     await r.write(`EHLO s.test\r\nMAIL FROM:<s@example.com>\r\nRCPT TO:<${box}@localhost>\r\nDATA\r\n`);
     await r.until(() => r.replies.length >= 5, 5000);
     await r.write(Buffer.concat([smugglingPayload(seq, 'victim2'), Buffer.from('QUIT\r\n')]));
@@ -166,27 +147,27 @@ test('SMTP smuggling: every variant is stored as one message holding the smuggle
     assert.equal(files.length, 1, name);
     assert.ok(files[0].includes('RCPT TO:<victim2@localhost>'), `${name}: the smuggled commands stay inside the message`);
   }
-  assert.equal(await server.mailboxCount('victim2'), 0);
+  assert.equal(await suite.server.mailboxCount('victim2'), 0);
 });
 
 test('STARTTLS command injection (CVE-2011-0411) under load: pipelined commands discarded, plain text after 220 unanswered, garbage handshakes closed', async () => {
-  const r = await phase(server, bystanders, starttlsInjection(3), SECONDS);
-  results.push(r);
-  assert.deepEqual(problems(r, BOUNDS), [], table([results[0], r]));
+  const r = await phase(suite.server, suite.bystanders, starttlsInjection(3), SECONDS);
+  suite.results.push(r);
+  assert.deepEqual(problems(r, BOUNDS), [], table([suite.results[0], r]));
   const c = r.outcome!.counts;
   assert.ok(c.injected >= 1 && c.plainAfter220 >= 1 && c.garbage >= 1, JSON.stringify(c));
-  assert.equal(await server.mailboxCount('victim'), 0);
+  assert.equal(await suite.server.mailboxCount('victim'), 0);
 });
 
 test('AUTH with malformed base64 under load: 501 each, never authenticated', async () => {
-  const r = await phase(server, bystanders, authBadBase64(2), SECONDS);
-  results.push(r);
-  assert.deepEqual(problems(r, BOUNDS), [], table([results[0], r]));
+  const r = await phase(suite.server, suite.bystanders, authBadBase64(2), SECONDS);
+  suite.results.push(r);
+  assert.deepEqual(problems(r, BOUNDS), [], table([suite.results[0], r]));
   assert.ok(r.outcome!.counts.exchanges >= 6, `${r.outcome!.counts.exchanges} exchanges`);
 });
 
 test('an over-long line inside an AUTH exchange ends the exchange (the next command used to be read as base64)', async () => {
-  const r = await Raw.open(server.authPort, attackerIp(213));
+  const r = await Raw.open(suite.server.authPort, attackerIp(213));
   await r.write('EHLO long.test\r\nAUTH PLAIN\r\n');
   await r.until(() => r.replies.length >= 3, 5000);
   assert.match(r.replies[2], /^334/);
