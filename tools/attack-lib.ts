@@ -428,6 +428,43 @@ export const slowloris = (connections: number, perIp = 100): Attack => ({
 });
 
 /**
+ * Opens one connection for a flood and reads its first line: a greeting is held (and the
+ * most held at once counted, as held connections may time out and free their slots), a
+ * 421 4.7.0 is the designed refusal, anything else (or no answer in 15 s) a violation.
+ */
+async function knock(
+  port: number,
+  ip: string,
+  held: Raw[],
+  counts: { greeted: number; mostAtOnce: number; refused421: number; other: number },
+  violations: string[],
+): Promise<'greeted' | 'refused' | 'other'> {
+  let r: Raw;
+  try {
+    r = await Raw.open(port, ip);
+  } catch (e) {
+    counts.other++;
+    violations.push(`connect: ${(e as Error).message}`);
+    return 'other';
+  }
+  await r.until(() => r.lines.length > 0, 15_000);
+  if (r.text.startsWith('220')) {
+    counts.greeted++;
+    held.push(r);
+    counts.mostAtOnce = Math.max(counts.mostAtOnce, held.filter((h) => !h.closed).length);
+    return 'greeted';
+  }
+  r.close();
+  if (r.text.startsWith('421 4.7.0')) {
+    counts.refused421++;
+    return 'refused';
+  }
+  counts.other++;
+  violations.push(`neither 220 nor 421 4.7.0 within 15 s: ${JSON.stringify(r.text.slice(0, 80))}`);
+  return 'other';
+}
+
+/**
  * One address opens `factor` times its per-address limit as fast as it can and holds what it
  * gets; the rest must get 421 at once, never a hang.
  */
@@ -440,30 +477,9 @@ export const floodOneAddress = (perIpLimit: number, factor = 3): Attack => ({
     const violations: string[] = [];
     const one = async (): Promise<void> => {
       const t0 = Date.now();
-      let r: Raw;
-      try {
-        r = await Raw.open(ctx.server.port, ip);
-      } catch (e) {
-        counts.other++;
-        violations.push(`connect: ${(e as Error).message}`);
-        return;
-      }
-      await r.until(() => r.lines.length > 0, 15_000);
-      if (r.text.startsWith('220')) {
-        counts.greeted++;
-        held.push(r);
-        // Held connections may time out and free their slots: what counts is how many are open at once.
-        counts.mostAtOnce = Math.max(counts.mostAtOnce, held.filter((h) => !h.closed).length);
-        return;
-      }
-      if (r.text.startsWith('421 4.7.0')) {
-        counts.refused421++;
+      if ((await knock(ctx.server.port, ip, held, counts, violations)) === 'refused') {
         counts.slowest421Ms = Math.max(counts.slowest421Ms, Date.now() - t0);
-      } else {
-        counts.other++;
-        violations.push(`neither 220 nor 421 4.7.0 within 15 s: ${JSON.stringify(r.text.slice(0, 80))}`);
       }
-      r.close();
     };
     await parallel(perIpLimit * factor, one);
     // Keep knocking while holding the limit's worth.
@@ -492,27 +508,7 @@ export const floodTotal = (total: number, perIp: number): Attack => ({
     const violations: string[] = [];
     // All at once (each bounded by its own timeouts), so the limit is crossed even on a slow machine.
     await parallel(addresses * perIp, async (i) => {
-      let r: Raw;
-        try {
-          r = await Raw.open(ctx.server.port, attackerIp(40 + (i % addresses)));
-        } catch (e) {
-          counts.other++;
-          violations.push(`connect: ${(e as Error).message}`);
-          return;
-        }
-        await r.until(() => r.lines.length > 0, 15_000);
-        if (r.text.startsWith('220')) {
-          counts.greeted++;
-          held.push(r);
-          counts.mostAtOnce = Math.max(counts.mostAtOnce, held.filter((h) => !h.closed).length);
-        } else {
-          if (r.text.startsWith('421 4.7.0')) counts.refused421++;
-          else {
-            counts.other++;
-            violations.push(`neither 220 nor 421 4.7.0 within 15 s: ${JSON.stringify(r.text.slice(0, 80))}`);
-          }
-          r.close();
-        }
+      await knock(ctx.server.port, attackerIp(40 + (i % addresses)), held, counts, violations);
     });
     if (counts.mostAtOnce > total) violations.push(`${counts.mostAtOnce} connections open at once, limit ${total}`);
     await sleep(remaining(ctx));
