@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
+import { ReplyReader } from './reply-reader.js';
 
 export interface LoadJob {
   port: number;
@@ -40,35 +41,6 @@ export function buildAttachmentMessage(total: number, from: string, to: string):
   return Buffer.from([...head, ...parts].join('\r\n'));
 }
 
-/** Reads complete SMTP replies (the last line has a space after the code). */
-class Replies {
-  private buf = '';
-  private waiting: ((code: number) => void)[] = [];
-  private ready: number[] = [];
-  constructor(sock: Socket) {
-    sock.setEncoding('latin1');
-    sock.on('data', (s: string) => {
-      this.buf += s;
-      let i: number;
-      while ((i = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, i);
-        this.buf = this.buf.slice(i + 1);
-        if (/^\d{3}( |\r?$)/.test(line)) {
-          const code = Number(line.slice(0, 3));
-          const w = this.waiting.shift();
-          if (w) w(code);
-          else this.ready.push(code);
-        }
-      }
-    });
-  }
-  next(): Promise<number> {
-    const r = this.ready.shift();
-    if (r !== undefined) return Promise.resolve(r);
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-}
-
 export async function runLoad(job: LoadJob): Promise<LoadResult> {
   const t0 = process.hrtime.bigint();
   let left = job.messages;
@@ -93,8 +65,9 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
         resolve(-1);
       });
     });
-    const replies = new Replies(sock);
-    const next = (): Promise<number> => Promise.race([replies.next(), closed]);
+    const replies = new ReplyReader(sock, job.timeoutMs);
+    // A closed or silent connection reads as -1, which no step expects.
+    const next = (): Promise<number> => Promise.race([replies.next().catch(() => -1), closed]);
     const expect = async (want: number, what: string): Promise<boolean> => {
       const c = await next();
       if (c === want) return true;

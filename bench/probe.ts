@@ -10,6 +10,7 @@
  * Bounded: stops when asked, after `maxMessages`, or after `maxMs`; each reply has 60 s.
  */
 import { connect, type Socket } from 'node:net';
+import { ReplyReader } from './reply-reader.js';
 
 export interface ProbeJob {
   port: number;
@@ -44,55 +45,6 @@ export function probeMessage(bytes: number, from: string, to: string): Buffer {
   return Buffer.from(head + line.repeat(n));
 }
 
-/** Complete SMTP replies from a socket; next() waits for one (its code), failing on close or after REPLY_MS. */
-class ReplyReader {
-  private buf = '';
-  private ready: number[] = [];
-  private waiter: ((r: number | Error) => void) | null = null;
-  private ended: Error | null = null;
-  constructor(sock: Socket) {
-    sock.setEncoding('latin1');
-    sock.on('data', (s: string) => {
-      this.buf += s;
-      let i: number;
-      while ((i = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, i);
-        this.buf = this.buf.slice(i + 1);
-        if (/^\d{3}( |\r?$)/.test(line)) this.push(Number(line.slice(0, 3)));
-      }
-    });
-    const end = (e: Error): void => {
-      this.ended ??= e;
-      this.push(this.ended);
-    };
-    sock.on('error', (e) => end(e));
-    sock.on('close', () => end(new Error('connection closed')));
-  }
-  private push(r: number | Error): void {
-    const w = this.waiter;
-    if (w) {
-      this.waiter = null;
-      w(r);
-    } else if (typeof r === 'number') this.ready.push(r);
-  }
-  next(): Promise<number> {
-    const r = this.ready.shift();
-    if (r !== undefined) return Promise.resolve(r);
-    if (this.ended) return Promise.reject(this.ended);
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => {
-        this.waiter = null;
-        reject(new Error(`no reply within ${REPLY_MS / 1000} s`));
-      }, REPLY_MS);
-      this.waiter = (x) => {
-        clearTimeout(t);
-        if (typeof x === 'number') resolve(x);
-        else reject(x);
-      };
-    });
-  }
-}
-
 function write(sock: Socket, data: Buffer | string): Promise<void> {
   return new Promise((resolve, reject) => sock.write(data, (err) => (err ? reject(err) : resolve())));
 }
@@ -116,7 +68,7 @@ export function startProbe(job: ProbeJob): Probe {
     const s = connect({ host: '127.0.0.1', port: job.port, noDelay: true });
     s.on('error', () => undefined); // reported through the reader
     sock = s;
-    const r = new ReplyReader(s);
+    const r = new ReplyReader(s, REPLY_MS);
     await expect(r, 220, 'greeting');
     await write(s, `HELO ${job.helo}\r\n`);
     await expect(r, 250, 'HELO');
