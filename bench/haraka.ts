@@ -9,13 +9,13 @@
  * So Haraka accepts and discards, without writing or fsyncing the message: it is not durable, unlike
  * moonpost and Postfix, and the table says so.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { treePids } from './proctree.js';
-import { run, waitForGreeting } from './proc.js';
+import { run, waitExit, waitForGreeting } from './proc.js';
 
 export const HARAKA_VERSION = '3.3.4';
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -77,17 +77,6 @@ exports.count = (next) => {
   next()
 }
 `;
-
-function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve(true);
-    });
-  });
-}
 
 /** Writes a Haraka config folder under `dir` (new) and starts Haraka on 127.0.0.1:port with `nodes` (0 = one process). */
 export async function startHaraka(bin: string, haraka: string, dir: string, port: number, domain: string, nodes: number): Promise<HarakaInstance> {

@@ -1,11 +1,11 @@
 /** Starts the built moonpost (dist/cli.js) as a child process with a temp data dir and a benchmark config. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { withFdLimit } from './fd-limit.js';
 import { treePids } from './proctree.js';
-import { waitForGreeting } from './proc.js';
+import { waitExit, waitForGreeting } from './proc.js';
 
 export interface MoonpostOptions {
   /** The `limits:` flow mapping of the config (default: 1000 per IP, 2000 in all, 50 MB messages). */
@@ -51,17 +51,6 @@ function config(dataDir: string, port: number, domain: string, limits: string, e
     ...extra,
     '',
   ].join('\n');
-}
-
-function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve(true);
-    });
-  });
 }
 
 export async function startMoonpost(cli: string, dir: string, port: number, domain: string, opts: MoonpostOptions = {}): Promise<MoonpostInstance> {

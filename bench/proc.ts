@@ -1,5 +1,5 @@
 /** Small process and socket helpers: run a command with a time limit, find binaries, loopback ports. */
-import { execFile } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 
@@ -73,4 +73,16 @@ export async function waitForGreeting(port: number, timeoutMs: number): Promise<
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Whether `child` exited within `ms`. */
+export function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
 }
