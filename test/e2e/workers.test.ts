@@ -126,6 +126,15 @@ interface Setup {
   sink: Harness;
 }
 
+/** What the load sent, against what arrived in the local Maildir and at the relay sink. */
+async function outcome(s: Setup, tag: string, load: LoadGenerator): Promise<{ n: ReturnType<typeof tally>; found: Awaited<ReturnType<typeof census>> }> {
+  const found = await census(tag, [
+    { mailRoot: join(s.dataDir, 'mail'), domain: LOCAL },
+    { mailRoot: join(s.sink.dataDir, 'mail'), domain: REMOTE },
+  ]);
+  return { n: tally(load.sent, found, REMOTE), found };
+}
+
 async function setup(extra: Record<string, unknown> = {}): Promise<Setup> {
   const dir = await mkdtemp(join(tmpdir(), 'moonpost-workers-'));
   const sink = await startServer({ hostname: 'sink.test', domains: [{ name: REMOTE, catchAll: true }], queue: { fsync: false } });
@@ -228,11 +237,7 @@ test('workers: 2 share the port; mail over many connections is delivered exactly
     await mp.waitFor(() => [...load.sent.values()].filter((x) => x.final !== null).length >= TOTAL, 60_000, 'the load to finish');
     await load.stop();
     const leftovers = await drained(s);
-    const found = await census(tag, [
-      { mailRoot: join(s.dataDir, 'mail'), domain: LOCAL },
-      { mailRoot: join(s.sink.dataDir, 'mail'), domain: REMOTE },
-    ]);
-    const n = tally(load.sent, found, REMOTE);
+    const { n, found } = await outcome(s, tag, load);
     const detail = `${JSON.stringify({ ...n, lostExamples: n.lostExamples.slice(0, 3) })}\n${mp.tail()}`;
     assert.equal(n.attempted, TOTAL, detail);
     assert.equal(n.acknowledged, TOTAL, `every message acknowledged: ${detail}`);
@@ -326,11 +331,7 @@ test('workers: a worker killed with SIGKILL under load is replaced; nothing ackn
     await mp.waitFor(() => load.acknowledged >= acked + 50, 30_000, 'mail to flow after the restarts');
     await load.stop();
     const leftovers = await drained(s);
-    const found = await census(tag, [
-      { mailRoot: join(s.dataDir, 'mail'), domain: LOCAL },
-      { mailRoot: join(s.sink.dataDir, 'mail'), domain: REMOTE },
-    ]);
-    const n = tally(load.sent, found, REMOTE);
+    const { n, found } = await outcome(s, tag, load);
     const detail = `${JSON.stringify({ ...n, lostExamples: n.lostExamples.slice(0, 3) })}, dropped ${load.dropped}\n${mp.tail()}`;
     assert.equal(n.lost, 0, `acknowledged messages lost: ${detail}`);
     assert.equal(n.delivered, n.acknowledged, detail);
