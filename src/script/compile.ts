@@ -15,7 +15,7 @@ export interface CompiledScript {
  * Compiles a chunk to bytecode (with debug info) in a scratch state; the Lua error text when
  * it does not compile.
  */
-export function compileChunk(vm: LuaVm, source: Buffer, chunkName: string): { bytecode: Buffer } | { error: string } {
+export function compileChunk(vm: LuaVm, source: Buffer, chunkName: string, strip = false): { bytecode: Buffer } | { error: string } {
   const m = vm.m;
   const L = m._luaL_newstate();
   if (!L) return { error: 'cannot create a Lua state' };
@@ -29,7 +29,7 @@ export function compileChunk(vm: LuaVm, source: Buffer, chunkName: string): { by
     m.HEAPU8.set(source, buf);
     const status = m._luaL_loadbufferx(L, buf, source.length, vm.cstr(chunkName), vm.cstr('t'));
     if (status !== LUA_OK) return { error: vm.toStr(L, -1) ?? 'syntax error' };
-    m._lua_dump(L, writer, 0, 0);
+    m._lua_dump(L, writer, 0, strip ? 1 : 0);
     return { bytecode: Buffer.concat(chunks) };
   } finally {
     m._free(buf);
@@ -46,7 +46,7 @@ export function internalChunk(vm: LuaVm, code: string, chunkName: string): Buffe
   if (!cache) internal.set(vm, (cache = new Map()));
   let bc = cache.get(code);
   if (!bc) {
-    const r = compileChunk(vm, Buffer.from(code), chunkName);
+    const r = compileChunk(vm, Buffer.from(code), chunkName, true);
     if ('error' in r) throw new Error(`internal Lua chunk ${chunkName}: ${r.error}`);
     bc = r.bytecode;
     cache.set(code, bc);

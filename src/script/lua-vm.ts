@@ -725,6 +725,14 @@ export class LuaVm {
     this.m._lua_sethook(L, this.hookFn, LUA_MASKCOUNT, HOOK_EVERY);
   }
 
+  /**
+   * For the host's own helpers, which run outside any budget: with a count hook set, Lua 5.4
+   * leaves its fast dispatch loop for every instruction. Every protected call arms it again.
+   */
+  disarmHook(L: number): void {
+    this.m._lua_sethook(L, 0, 0, 0);
+  }
+
   private scratchFor(n: number): number {
     if (n > this.scratchSize) {
       if (this.scratch) this.m._free(this.scratch);

@@ -13,7 +13,8 @@ local traceback = debug.traceback
 -- script can replace them: those helpers run outside the budget.
 debug.getregistry()['moonpost.prims'] = {
   rawget = rawget, rawset = rawset, rawequal = rawequal, type = type, select = select,
-  pcall = pcall, tostring = tostring, unpack = table.unpack,
+  pcall = pcall, tostring = tostring, unpack = table.unpack, next = next,
+  getmetatable = debug.getmetatable,
 }
 debug.getregistry()['moonpost.traceback'] = function(msg)
   if type(msg) ~= 'string' then msg = tostring(msg) end

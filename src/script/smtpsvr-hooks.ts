@@ -58,17 +58,22 @@ const HOOK_NAMES = [
   'MessageLine', 'EndMessage', 'CheckRecipients', 'ProcessMessage', 'MonitorBcc', 'LogRecipients', 'LogRecipientsBlocked', 'End',
 ];
 
+const NOT_PUSHED = Symbol('not pushed');
+
 const luaList = (names: string[]): string => `{ ${names.map((n) => `'${n}'`).join(', ')} }`;
 
 /**
  * The session's helpers inside its state, run with the primitives saved before the script ran
  * (a script replacing rawget cannot get into them) and the globals table:
  *  - hooks(): which of HOOK_NAMES the script defines, as a list of booleans;
- *  - syncin(rbl, i, v, ...): the globals round trip before a whole callback, in one call: a
- *    pair with i > 0 gives fact i a new value, with i < 0 sets policy global -i; then every fact
- *    the script overwrote since is put back (S7), and RBLResultInfo is set;
- *  - readback(): the policy globals that differ from what the host last set or read, as pairs
- *    (i, value); tables always, since a script may change one in place;
+ *  - syncin(rbl, i, v, ...): the host's changes before a whole callback, in one call: a pair
+ *    with i > 0 gives fact i a new value, with i < 0 sets policy global -i; rbl, a new
+ *    RBLResultInfo, is nil when it has not changed. Then every IN global the script
+ *    overwrote is put back (S7). The host skips the call when it has nothing to change and
+ *    readback has already put the IN globals back;
+ *  - readback(): after a whole callback, puts the IN globals back and returns the policy
+ *    globals that differ from what the host last set or read, as pairs (i, value); a list
+ *    global also when its entries changed in place;
  *  - lines(lines, raws): MessageLineRaw and MessageLine over a run of lines in one call (a call
  *    into the VM costs more than the usual per-line script; lines come one socket read at a
  *    time). Each callback is still protected on its own; the batch shares one budget. raws[i]
@@ -77,38 +82,103 @@ const luaList = (names: string[]): string => `{ ${names.map((n) => `'${n}'`).joi
  * syncin and readback run unprotected and outside any budget: they only read and set fields
  * of the globals table, raw.
  */
+/** Indexes (1-based) of the IN/OUT globals that hold lists (RBLServers, RBLWhitelist). */
+const LIST_SLOTS = new Set(POLICY_GLOBALS.map(([, k], i) => [k, i + 1] as const).filter(([k]) => k === 'rblServers' || k === 'rblWhitelist').map(([, i]) => i));
+
+/**
+ * The fast halves of syncin and readback: one field access per global with constant names,
+ * no C function per global. Used while the globals table has no metatable; with one, a
+ * script's __index or __newindex could run outside any budget, so the raw loops serve.
+ */
+const fastSyncFacts = FACT_GLOBALS.map((g, i) => `G.${g} = fshadow[${i + 1}]`).join('\n    ');
+const fastReadback = POLICY_GLOBALS.map(([g], i) =>
+  LIST_SLOTS.has(i + 1)
+    ? `v = G.${g} if not rawequal(v, pshadow[${i + 1}]) or (pcopy[${i + 1}] and not same(v, pcopy[${i + 1}])) then n = report(n, ${i + 1}, v) end`
+    : `v = G.${g} if v ~= pshadow[${i + 1}] then n = report(n, ${i + 1}, v) end`,
+).join('\n    ');
+
 const HOOKS_LUA = `
 local P, G = ...
-local rawget, rawset, rawequal, type, select, pcall, tostring, unpack = P.rawget, P.rawset, P.rawequal, P.type, P.select, P.pcall, P.tostring, P.unpack
+local rawget, rawset, rawequal, type, select, pcall, tostring, unpack, next, getmetatable = P.rawget, P.rawset, P.rawequal, P.type, P.select, P.pcall, P.tostring, P.unpack, P.next, P.getmetatable
 local hooknames = ${luaList(HOOK_NAMES)}
 local facts = ${luaList(FACT_GLOBALS)}
 local policy = ${luaList(POLICY_GLOBALS.map(([g]) => g))}
+local lists = { ${[...LIST_SLOTS].map((i) => `[${i}] = true`).join(', ')} }
 local nfacts, npolicy = #facts, #policy
 local fshadow, pshadow, changed = {}, {}, {}
+-- A list global (RBLServers) may be changed in place: its entries as last set or read.
+local pcopy = {}
+-- What a scalar global's shadow holds when the script put a table there: a value no script
+-- can reach, so the next comparison is raw (== on two tables may run a script's __eq).
+local TABLE = function() end
+local function copy(t)
+  local c = {}
+  for k, v in next, t do c[k] = v end
+  return c
+end
+-- Whether t holds exactly what c does (both tables of plain values).
+local function same(t, c)
+  for k, v in next, t do if not rawequal(c[k], v) then return false end end
+  for k in next, c do if rawget(t, k) == nil then return false end end
+  return true
+end
+-- RBLResultInfo: the table set, and a copy of what it held, to put back if a script changed it.
+local rblset, rblcopy = nil, {}
 local function hooks()
   local r = {}
   for i = 1, #hooknames do r[i] = type(rawget(G, hooknames[i])) == 'function' end
   return unpack(r, 1, #hooknames)
 end
+-- The IN globals back to the host's values, whatever the script wrote.
+local function restore()
+  if getmetatable(G) == nil then
+    ${fastSyncFacts}
+  else
+    for i = 1, nfacts do
+      local v = fshadow[i]
+      if not rawequal(rawget(G, facts[i]), v) then rawset(G, facts[i], v) end
+    end
+  end
+  if rblset == nil then return end
+  if not rawequal(rawget(G, 'RBLResultInfo'), rblset) or not same(rblset, rblcopy) then
+    rblset = copy(rblcopy)
+    rawset(G, 'RBLResultInfo', rblset)
+  end
+end
 local function syncin(rbl, ...)
   for k = 1, select('#', ...), 2 do
     local i, v = select(k, ...)
-    if i > 0 then fshadow[i] = v else pshadow[-i] = v rawset(G, policy[-i], v) end
+    if i > 0 then fshadow[i] = v
+    else
+      pshadow[-i] = v
+      if lists[-i] and type(v) == 'table' then pcopy[-i] = copy(v) end
+      rawset(G, policy[-i], v)
+    end
   end
-  for i = 1, nfacts do
-    local v = fshadow[i]
-    if not rawequal(rawget(G, facts[i]), v) then rawset(G, facts[i], v) end
+  if rbl ~= nil then rblset, rblcopy = rbl, copy(rbl) end
+  restore()
+end
+local function report(n, i, v)
+  if lists[i] then
+    pshadow[i] = v
+    pcopy[i] = type(v) == 'table' and copy(v) or nil
+  else
+    pshadow[i] = type(v) == 'table' and TABLE or v
   end
-  rawset(G, 'RBLResultInfo', rbl)
+  changed[n + 1], changed[n + 2] = i, v
+  return n + 2
 end
 local function readback()
+  restore()
   local n = 0
-  for i = 1, npolicy do
-    local v = rawget(G, policy[i])
-    if type(v) == 'table' or not rawequal(v, pshadow[i]) then
-      pshadow[i] = v
-      changed[n + 1], changed[n + 2] = i, v
-      n = n + 2
+  if getmetatable(G) == nil then
+    local v
+    ${fastReadback}
+  else
+    for i = 1, npolicy do
+      local v = rawget(G, policy[i])
+      local c = pcopy[i]
+      if not rawequal(v, pshadow[i]) or (c and not same(v, c)) then n = report(n, i, v) end
     end
   end
   return unpack(changed, 1, n)
@@ -153,11 +223,24 @@ export class ScriptHooks implements SessionHooks {
   readonly wantsAnalysis: boolean;
   private readonly defined: Set<string>;
   /** Registry references of the HOOKS_LUA helpers; null when they could not be set up. */
-  private readonly helpers: { syncin: number; readback: number; lines: number } | null = null;
+  private readonly helpers: { syncin: bigint; readback: bigint; lines: number } | null = null;
+  /** The RBLResultInfo object last given to syncin. */
+  private rblPushed: SessionFacts['rblResultInfo'] | null = null;
   /** Fact values last given to syncin (FACT_GLOBALS order). */
   private readonly factsPushed: LuaValue[] = [];
-  /** Last values of the IN/OUT globals pushed (or read back unchanged), so only changes cost a push. */
-  private readonly pushed = new Map<string, LuaValue>();
+  /**
+   * Last values of the IN/OUT globals pushed (or read back unchanged), by POLICY_GLOBALS
+   * index, so only changes cost a push; NOT_PUSHED where the script's value is unknown.
+   */
+  private readonly pushed: unknown[] = POLICY_GLOBALS.map(() => NOT_PUSHED);
+  /**
+   * Whether the IN globals in the state are known to hold the host's values: readback puts
+   * them back after each whole callback. A failed callback or a run of line callbacks (which
+   * skip the round trip) leaves them unknown, and the next whole callback's sync puts them back.
+   */
+  private restored = false;
+  /** Whether the globals were ever set: line callbacks skip the round trip only after that. */
+  private synced = false;
   /** Hook calls made so far, in order: the script test bench prints them. */
   trace: ((entry: { hook: string; args: LuaValue[]; result: CallResult; ms: number }) => void) | null = null;
 
@@ -172,7 +255,7 @@ export class ScriptHooks implements SessionHooks {
     const refs = state.internalFunctions(HOOKS_LUA, '=hooks');
     if (refs) {
       const [hooks, syncin, readback, lines] = refs;
-      this.helpers = { syncin, readback, lines };
+      this.helpers = { syncin: BigInt(syncin), readback: BigInt(readback), lines };
       const m = state.vm.m;
       const L = state.L;
       const base = m._lua_gettop(L);
@@ -192,29 +275,38 @@ export class ScriptHooks implements SessionHooks {
   private setGlobals(): void {
     const f = this.facts();
     const p = this.policy;
+    this.synced = true;
     // IN globals are put back before every callback, so a script's own write to one never
     // outlives the callback that made it (S7).
     const facts: LuaValue[] = [f.ip, f.authUser, f.authUser, f.serviceId, f.serviceName, f.tls !== '', f.tls, f.helo, f.mailFrom, f.sessionId];
     if (!this.helpers) {
       for (let i = 0; i < facts.length; i++) this.state.setGlobal(FACT_GLOBALS[i], facts[i]);
       this.state.setGlobal('RBLResultInfo', f.rblResultInfo);
-      for (const [g, k] of POLICY_GLOBALS) {
+      for (let i = 0; i < POLICY_GLOBALS.length; i++) {
+        const [g, k] = POLICY_GLOBALS[i];
         const v = p[k];
-        if (this.pushed.get(g) === v && this.pushed.has(g)) continue;
+        if (this.pushed[i] === v) continue;
         this.state.setGlobal(g, v);
-        this.pushed.set(g, v);
+        this.pushed[i] = v;
       }
       return;
     }
+    // Nothing changed on the host's side, and nothing of the script's to undo: no call.
+    const fp = this.factsPushed;
+    if (this.restored && this.rblPushed === f.rblResultInfo && fp.length === facts.length && facts.every((v, i) => fp[i] === v) && POLICY_GLOBALS.every(([, k], i) => this.pushed[i] === p[k])) return;
+    this.restored = true;
     // One call: the facts and IN/OUT globals that changed on the host's side, as pairs.
     const state = this.state;
     const m = state.vm.m;
     const L = state.L;
     m._lua_checkstack(L, 4 + 2 * (facts.length + POLICY_GLOBALS.length));
-    m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.helpers.syncin));
-    state.push(f.rblResultInfo, 0);
+    m._lua_rawgeti(L, LUA_REGISTRYINDEX, this.helpers.syncin);
+    // RBLResultInfo only when it is a new table; the helper restores the last one.
+    if (this.rblPushed !== f.rblResultInfo) {
+      state.push(f.rblResultInfo, 0);
+      this.rblPushed = f.rblResultInfo;
+    } else m._lua_pushnil(L);
     let n = 1;
-    const fp = this.factsPushed;
     for (let i = 0; i < facts.length; i++) {
       const v = facts[i];
       if (fp.length > i && fp[i] === v) continue;
@@ -225,27 +317,28 @@ export class ScriptHooks implements SessionHooks {
     }
     // IN/OUT globals only when they differ from what the script holds (see readBack).
     for (let i = 0; i < POLICY_GLOBALS.length; i++) {
-      const [g, k] = POLICY_GLOBALS[i];
-      const v = p[k];
-      if (this.pushed.get(g) === v && this.pushed.has(g)) continue;
+      const v = p[POLICY_GLOBALS[i][1]];
+      if (this.pushed[i] === v) continue;
       m._lua_pushinteger(L, BigInt(-(i + 1)));
       state.push(v, 0);
-      this.pushed.set(g, v);
+      this.pushed[i] = v;
       n += 2;
     }
+    state.vm.disarmHook(L);
     m._lua_callk(L, n, 0, 0, 0);
   }
 
   private readBack(): void {
     const p = this.policy as unknown as Record<string, LuaValue>;
-    const update = (g: string, k: keyof SessionPolicy, v: LuaValue): void => {
+    const update = (i: number, v: LuaValue): void => {
+      const k = POLICY_GLOBALS[i][1];
       const old = p[k];
       let next: LuaValue;
       if (Array.isArray(old)) {
         // A list global (RBLServers): an empty Lua table reads back as {}, not [].
         const list = Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : v && typeof v === 'object' && !Buffer.isBuffer(v) && !Object.keys(v).length ? [] : old;
-        if (list.length !== old.length || list.some((x, i) => x !== old[i])) p[k] = list;
-        this.pushed.set(g, p[k]);
+        if (list.length !== old.length || list.some((x, j) => x !== old[j])) p[k] = list;
+        this.pushed[i] = p[k];
         return;
       }
       if (typeof old === 'boolean') next = luaBool(v);
@@ -254,11 +347,10 @@ export class ScriptHooks implements SessionHooks {
       if (next !== old) p[k] = next;
       // What the script holds is the policy value only when it wrote it in that form (1 is
       // true, -5 is 0, a string in a number is ignored); otherwise push the value next time.
-      if (v === next) this.pushed.set(g, next);
-      else this.pushed.delete(g);
+      this.pushed[i] = v === next ? next : NOT_PUSHED;
     };
     if (!this.helpers) {
-      for (const [g, k] of POLICY_GLOBALS) update(g, k, this.state.getGlobal(g));
+      for (let i = 0; i < POLICY_GLOBALS.length; i++) update(i, this.state.getGlobal(POLICY_GLOBALS[i][0]));
       return;
     }
     // Only what the script changed comes back (see HOOKS_LUA); the rest holds what the host knows.
@@ -266,13 +358,11 @@ export class ScriptHooks implements SessionHooks {
     const m = state.vm.m;
     const L = state.L;
     const base = m._lua_gettop(L);
-    m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.helpers.readback));
+    m._lua_rawgeti(L, LUA_REGISTRYINDEX, this.helpers.readback);
+    state.vm.disarmHook(L);
     m._lua_callk(L, 0, LUA_MULTRET, 0, 0);
     const top = m._lua_gettop(L);
-    for (let i = base + 1; i < top; i += 2) {
-      const [g, k] = POLICY_GLOBALS[Number(m._lua_tointegerx(L, i, 0)) - 1];
-      update(g, k, state.read(i + 1, 0));
-    }
+    for (let i = base + 1; i < top; i += 2) update(Number(m._lua_tointegerx(L, i, 0)) - 1, state.read(i + 1, 0));
     m._lua_settop(L, base);
   }
 
@@ -285,7 +375,8 @@ export class ScriptHooks implements SessionHooks {
    */
   private call(hook: string, args: LuaValue[], bytes = false, perLine = false): LuaValue[] | null {
     if (!this.has(hook)) return null;
-    if (!perLine) this.setGlobals();
+    if (!perLine || !this.synced) this.setGlobals();
+    if (perLine) this.restored = false;
     const t0 = performance.now();
     const r = this.state.call(hook, args, this.budget, bytes);
     const ms = performance.now() - t0;
@@ -297,7 +388,7 @@ export class ScriptHooks implements SessionHooks {
     }
     if (r.kind === 'absent') return null;
     // A failed callback counts as absent: whatever it wrote to the globals is overwritten.
-    this.pushed.clear();
+    this.forget();
     if (r.kind === 'stopped') {
       this.off = true;
       this.log.warn({ hook, stop: r.stop, err: r.message }, 'script stopped; switched off for this session');
@@ -305,6 +396,12 @@ export class ScriptHooks implements SessionHooks {
     }
     this.log.warn({ hook, err: r.message }, 'script error');
     return null;
+  }
+
+  /** After a failed callback: the state's globals are whatever the script left. */
+  private forget(): void {
+    this.pushed.fill(NOT_PUSHED);
+    this.restored = false;
   }
 
   /** S5: "" or nil is the default; a string without a valid code is logged and ignored. */
@@ -444,6 +541,8 @@ export class ScriptHooks implements SessionHooks {
       }
     }
     const t0 = performance.now();
+    if (!this.synced) this.setGlobals();
+    this.restored = false;
     const r = this.state.callRef(this.helpers.lines, [lines, rawOnly], this.budget, true);
     const each = (performance.now() - t0) / lines.length;
     for (const hook of LINE_HOOKS) {
@@ -452,7 +551,7 @@ export class ScriptHooks implements SessionHooks {
     const results: (Buffer | false | null)[] = new Array<Buffer | false | null>(lines.length).fill(null);
     if (r.kind === 'stopped') {
       this.off = true;
-      this.pushed.clear();
+      this.forget();
       this.log.warn({ hook: 'MessageLine', stop: r.stop, err: r.message }, 'script stopped; switched off for this session');
       throw new ScriptStopped('MessageLine', r.message);
     }

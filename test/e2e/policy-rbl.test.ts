@@ -146,6 +146,21 @@ test('CheckRBL, RBLServers, RBLCheckAllServers set in Start; RBLFound and RBLRes
     assert.equal((await s.c.cmd('NOOP')).raw, '250 found=true info=zen.test=33554559\r\n');
     s.c.close();
 
+    // RBLResultInfo is an IN global: changed in place or replaced, the next callback sees the
+    // lookups' result again.
+    await h.setScript(`${start('"zen.test", "late.test"', false)}
+      function DoHELO(host)
+        if host == "inplace" then RBLResultInfo["zen.test"] = 1 RBLResultInfo["fake.test"] = 2
+        else RBLResultInfo = { ["fake.test"] = 3 } end
+        return false, ""
+      end`);
+    s = await connect(h.port, '127.0.0.2');
+    for (const helo of ['inplace', 'replaced']) {
+      assert.equal((await s.c.cmd(`HELO ${helo}`)).code, 250);
+      assert.equal((await s.c.cmd('NOOP')).raw, '250 found=true info=zen.test=33554559\r\n', helo);
+    }
+    s.c.close();
+
     // A clean client: looked up in every zone, found nothing.
     await h.setScript(start('"zen.test", "other.test"', true));
     const q = await queriesDuring(async () => {

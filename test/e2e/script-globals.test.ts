@@ -334,6 +334,24 @@ test('writes to IN globals are ignored: the next callback sees the real values, 
   c.close();
 });
 
+test('line callbacks see the globals even when no callback ran before; an IN global one overwrites is back for the next whole callback', async () => {
+  await h.setScript(`
+    function MessageLine(line)
+      if not first then first = IPAddress .. "/" .. MailFrom .. "/" .. MaxRecipientsPerLocalMessage end
+      IPAddress = "6.6.6.6" MailFrom = "fake" MaxRecipientsPerLocalMessage = 7
+    end
+    function EndMessage() return "250 2.0.0 first=" .. first .. " ip=" .. IPAddress .. " from=" .. MailFrom .. " max=" .. MaxRecipientsPerLocalMessage end
+    function DoNOOP() return "250 2.0.0 ip=" .. IPAddress .. " max=" .. MaxRecipientsPerLocalMessage end`);
+  const c = await connect();
+  await c.cmd('EHLO client.test');
+  await c.cmd('MAIL FROM:<a@example.com>');
+  await c.cmd('RCPT TO:<alice@localhost>');
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd('Subject: lines\r\n\r\nbody\r\n.')).raw, '250 2.0.0 first=127.0.0.1/a@example.com/50 ip=127.0.0.1 from=a@example.com max=7\r\n');
+  assert.equal((await c.cmd('NOOP')).raw, '250 2.0.0 ip=127.0.0.1 max=7\r\n');
+  c.close();
+});
+
 test('a script that replaces rawget, rawset, rawequal, select, type, pcall, tostring and table.unpack cannot get into the globals round trip', async () => {
   // The host's sync runs outside any budget: were it to call these globals, a loop here would
   // stall the process. It must still put IN globals back and read IN/OUT ones.
