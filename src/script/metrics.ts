@@ -39,12 +39,17 @@ export class ScriptMetrics {
     let i = 0;
     while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]) i++;
     buckets[i]++;
-    if (outcome === 'error') s.errors++;
-    if (outcome === 'stopped') s.stops++;
-    if ((outcome === 'error' || outcome === 'stopped') && this.failureListeners.length) {
-      const failure: HookFailure = { hook, kind: outcome, message: message ?? '' };
-      for (const l of this.failureListeners) l(failure);
-    }
+    if (outcome === 'error' || outcome === 'stopped') this.failed(hook, outcome, message ?? '');
+  }
+
+  /** A failure inside calls already counted (recordMany): one more error, heard by the listeners. */
+  failed(hook: string, kind: 'error' | 'stopped', message: string): void {
+    const s = this.hooks.get(hook);
+    if (!s) return;
+    if (kind === 'error') s.errors++;
+    else s.stops++;
+    const failure: HookFailure = { hook, kind, message };
+    for (const l of this.failureListeners) l(failure);
   }
 
   /** `n` calls of `hook` with one outcome, `ms` each (a batch of message lines). */

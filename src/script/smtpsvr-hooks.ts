@@ -76,9 +76,9 @@ const luaList = (names: string[]): string => `{ ${names.map((n) => `'${n}'`).joi
  *    global also when its entries changed in place;
  *  - lines(lines, raws): MessageLineRaw and MessageLine over a run of lines in one call (a call
  *    into the VM costs more than the usual per-line script; lines come one socket read at a
- *    time). Each callback is still protected on its own; the batch shares one budget. raws[i]
+ *    time). An error in one callback does not stop the others; the batch shares one budget. raws[i]
  *    is given only where the raw line differs (a dot-stuffed one). Returns the lines whose
- *    result is not "keep" as pairs (i, result) and the error messages.
+ *    result is not "keep" as pairs (i, result) and the errors as pairs (callback, message).
  * syncin and readback run unprotected and outside any budget: they only read and set fields
  * of the globals table, raw.
  */
@@ -183,26 +183,45 @@ local function readback()
   end
   return unpack(changed, 1, n)
 end
-local function lines(ls, raws)
-  local out, errs, no = {}, {}, 0
-  local raw, ml = rawget(G, 'MessageLineRaw'), rawget(G, 'MessageLine')
-  local hasraw, hasml = type(raw) == 'function', type(ml) == 'function'
-  for i = 1, #ls do
+-- The line callbacks run unprotected inside one protected call per batch (pcall crosses
+-- into JS in this build, and costs more than a short callback). An error ends that call
+-- only: the batch goes on after the callback that raised it, as if each were protected.
+local ls, raws, raw, ml, out, no, pos, stage
+local function run(from, skipraw)
+  for i = from, #ls do
     local line = ls[i]
-    if hasraw then
-      local ok, e = pcall(raw, raws[i] or line)
-      if not ok then errs[#errs + 1] = 'MessageLineRaw: ' .. tostring(e) end
+    pos = i
+    if raw and not skipraw then
+      stage = 1
+      raw(raws[i] or line)
     end
-    if hasml then
-      local ok, v = pcall(ml, line)
-      if not ok then errs[#errs + 1] = 'MessageLine: ' .. tostring(v)
-      elseif v == false or type(v) == 'string' or type(v) == 'number' then
+    skipraw = false
+    if ml then
+      stage = 2
+      local v = ml(line)
+      if v == false or type(v) == 'string' or type(v) == 'number' then
         out[no + 1], out[no + 2] = i, v
         no = no + 2
       end
     end
   end
-  return out, errs
+end
+local function lines(lines_, raws_)
+  ls, raws, out, no = lines_, raws_, {}, 0
+  raw, ml = rawget(G, 'MessageLineRaw'), rawget(G, 'MessageLine')
+  if type(raw) ~= 'function' then raw = nil end
+  if type(ml) ~= 'function' then ml = nil end
+  local errs, from, skipraw = {}, 1, false
+  while true do
+    local ok, e = pcall(run, from, skipraw)
+    if ok then break end
+    errs[#errs + 1] = stage == 1 and 'MessageLineRaw' or 'MessageLine'
+    errs[#errs + 1] = tostring(e)
+    if stage == 1 then from, skipraw = pos, true else from, skipraw = pos + 1, false end
+  end
+  local o = out
+  ls, raws, raw, ml, out = nil, nil, nil, nil, nil
+  return o, errs
 end
 return hooks, syncin, readback, lines
 `;
@@ -560,7 +579,15 @@ export class ScriptHooks implements SessionHooks {
       return results;
     }
     const [out, errs] = r.values;
-    if (Array.isArray(errs)) for (const e of errs.slice(0, 10)) this.log.warn({ hook: 'MessageLine', err: String(e) }, 'script error');
+    if (Array.isArray(errs)) {
+      for (let j = 0; j + 1 < errs.length; j += 2) {
+        const hook = String(errs[j]);
+        const err = String(errs[j + 1]);
+        this.metrics.failed(hook, 'error', err);
+        // A script failing on every line logs only the first few of a batch.
+        if (j < 20) this.log.warn({ hook, err }, 'script error');
+      }
+    }
     if (Array.isArray(out)) {
       for (let j = 0; j + 1 < out.length; j += 2) {
         const i = out[j];

@@ -439,6 +439,28 @@ test('EndMessage: a 5xx or 4xx refuses the message and nothing is stored; a 2xx 
   assert.deepEqual((await h.server.spool.list()).filter((e) => e.recipients.some((r) => r.address === 'end@localhost')), []);
 });
 
+test('an error in a line callback is that callback\'s alone: the line is kept and every other callback still runs', async () => {
+  await h.setScript(`
+    local seen = {}
+    function MessageLineRaw(line) if line == "raw-boom" then error("raw fails") end end
+    function MessageLine(line)
+      seen[#seen + 1] = line
+      if line == "boom" then error("line fails") end
+      if line == "swap" then return "swapped" end
+    end
+    function EndMessage() return "250 2.0.0 seen " .. table.concat(seen, ",") end`);
+  const before = h.hookStats('MessageLine').errors;
+  const c = await openSession(h.port);
+  await c.cmd('MAIL FROM:<a@example.com>');
+  await c.cmd('RCPT TO:<errs@localhost>');
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd('Subject: e\r\n\r\nswap\r\nboom\r\nswap\r\nraw-boom\r\nswap\r\n.')).raw, '250 2.0.0 seen Subject: e,,swap,boom,swap,raw-boom,swap\r\n');
+  c.close();
+  const [m] = await h.mailbox('localhost/errs');
+  assert.equal(bodyOf(m), 'swapped\r\nboom\r\nswapped\r\nraw-boom\r\nswapped\r\n');
+  assert.ok(h.hookStats('MessageLine').errors > before, 'the error is counted');
+});
+
 test('the per-line callbacks also see BDAT data', async () => {
   await h.setScript(`
     function MessageLine(line) if line == "swap" then return "swapped" end end`);
