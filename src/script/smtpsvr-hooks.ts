@@ -199,7 +199,7 @@ local function run(from, skipraw)
     if ml then
       stage = 2
       local v = ml(line)
-      if v == false or type(v) == 'string' or type(v) == 'number' then
+      if v ~= nil and (v == false or type(v) == 'string' or type(v) == 'number') then
         out[no + 1], out[no + 2] = i, v
         no = no + 2
       end

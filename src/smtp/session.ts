@@ -30,6 +30,20 @@ const HELP_LINES = [
 ];
 const MAX_AUTH_FAILURES = 3;
 const CRLF = Buffer.from('\r\n');
+
+/** Cuts a run of buffers after its last LF: what ends with it, and what follows. */
+function splitAfterLastLf(bufs: Buffer[]): [Buffer[], Buffer[]] {
+  for (let i = bufs.length - 1; i >= 0; i--) {
+    const lf = bufs[i].lastIndexOf(10);
+    if (lf < 0) continue;
+    const head = bufs.slice(0, i);
+    const tail = bufs.slice(i + 1);
+    head.push(bufs[i].subarray(0, lf + 1));
+    if (lf + 1 < bufs[i].length) tail.unshift(bufs[i].subarray(lf + 1));
+    return [head, tail];
+  }
+  return [[], bufs];
+}
 const DOT = Buffer.from('.');
 const isRefusal = (r: Reply | null): r is Reply => !!r && r.code >= 400;
 /** S4: what the command gets when its callback ran over its budget. */
@@ -676,8 +690,12 @@ export class Session {
       raws.push(dotted ? Buffer.concat([DOT, line]) : line);
       lines.push(line);
     });
+    // The bytes written since the last complete line: where every line is kept as it is, they
+    // are stored as they came, not cut into a line and a CRLF each.
+    let pending: Buffer[] = [];
     return {
       write: (bufs) => {
+        for (const b of bufs) if (b.length) pending.push(b);
         splitter.write(bufs);
         if (!lines.length) return;
         const batchRaw = raws.splice(0);
@@ -686,6 +704,12 @@ export class Session {
         this.scriptStep(() => {
           outs = hooks.messageLines(batchRaw, batch);
         });
+        const [whole, tail] = splitAfterLastLf(pending);
+        pending = tail;
+        if (outs.every((o) => o === null || o === undefined)) {
+          store(whole);
+          return;
+        }
         const stored: Buffer[] = [];
         batch.forEach((line, i) => {
           const out = outs[i] ?? null;

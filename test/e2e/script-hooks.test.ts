@@ -461,6 +461,37 @@ test('an error in a line callback is that callback\'s alone: the line is kept an
   assert.ok(h.hookStats('MessageLine').errors > before, 'the error is counted');
 });
 
+test('line callbacks that keep every line store the message byte for byte as without a script, however the data arrives', async () => {
+  // Bare LF (stored as CRLF), CR before CRLF, a bare CR, dot-stuffing, 8-bit bytes, a long line,
+  // and a last line that ends in the final dot's CRLF.
+  const body = `Subject: bytes\r\n\r\nbare\nlf\r\ncr\r\r\nmid\rcr\r\n..dotted\r\n8bit \xe9\xff\x00\r\n${'x'.repeat(900)}\r\n\r\nlast`;
+  const send = async (box: string): Promise<string> => {
+    const c = await openSession(h.port);
+    await c.cmd('MAIL FROM:<a@example.com>');
+    await c.cmd(`RCPT TO:<${box}@localhost>`);
+    assert.equal((await c.cmd('DATA')).code, 354);
+    const data = Buffer.from(`${body}\r\n.\r\n`, 'latin1');
+    // Odd-sized writes with pauses, so lines and CRLFs arrive split across reads.
+    for (let at = 0; at < data.length; at += 37) {
+      c.write(data.subarray(at, at + 37));
+      if (at % 5 === 0) await new Promise((r) => setTimeout(r, 2));
+    }
+    assert.equal((await c.read()).code, 250);
+    c.close();
+    const [m] = await h.mailbox(`localhost/${box}`);
+    return bodyOf(m);
+  };
+  await h.setScript('function DoNOOP() end');
+  const plain = await send('bytes-plain');
+  await h.setScript('local n = 0 function MessageLineRaw(line) n = n + 1 end function MessageLine(line) return nil end');
+  const kept = await send('bytes-kept');
+  assert.equal(kept, plain);
+  assert.ok(plain.includes('bare\r\nlf\r\ncr\r\r\nmid\rcr\r\n.dotted\r\n'), JSON.stringify(plain.slice(0, 80)));
+  // One changed line in a batch: the others are still stored as they came.
+  await h.setScript('function MessageLine(line) if line == "lf" then return "LF" end end');
+  assert.equal(await send('bytes-one'), plain.replace('\r\nlf\r\n', '\r\nLF\r\n'));
+});
+
 test('the per-line callbacks also see BDAT data', async () => {
   await h.setScript(`
     function MessageLine(line) if line == "swap" then return "swapped" end end`);
