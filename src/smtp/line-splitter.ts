@@ -27,6 +27,12 @@ export class LineSplitter {
         this.keep(b.subarray(pos));
         return;
       }
+      if (this.parts.length === 0 && lf - pos <= this.maxLine + 2) {
+        // The whole line is in this buffer (the usual case): one view, without its CR.
+        this.onLine(b.subarray(pos, lf > pos && b[lf - 1] === 13 ? lf - 1 : lf));
+        pos = lf + 1;
+        continue;
+      }
       this.keep(b.subarray(pos, lf));
       let line = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.partLen);
       if (line.length && line[line.length - 1] === 13) line = line.subarray(0, line.length - 1);
