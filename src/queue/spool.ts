@@ -1,6 +1,6 @@
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Envelope } from './envelope.js';
 import { MessageWriter } from './message-writer.js';
@@ -36,12 +36,13 @@ export class Spool {
     await mkdir(this.dir, { recursive: true });
   }
 
+  // Plain concatenation: this.dir is normalized once, and several of these run per message.
   messagePath(id: string): string {
-    return join(this.dir, `${id}.msg`);
+    return `${this.dir}${sep}${id}.msg`;
   }
 
   private envPath(id: string): string {
-    return join(this.dir, `${id}.env`);
+    return `${this.dir}${sep}${id}.env`;
   }
 
   /** Starts a message file; nothing is queued until `commit`. */

@@ -22,6 +22,9 @@ export interface RcptCommand {
   orcpt?: string;
 }
 
+const FROM_PREFIX = /^FROM:/i;
+const TO_PREFIX = /^TO:/i;
+
 const syntax = (what: string, detail: string): { error: Reply } => ({ error: reply(501, '5.5.4', `Syntax: ${what}: ${detail}`) });
 const badParam = (detail: string): { error: Reply } => ({ error: reply(555, '5.5.4', detail) });
 
@@ -36,7 +39,7 @@ export function parseEsmtpLine(
   opts: { smtputf8: boolean; dsn: boolean },
 ): MailCommand | RcptCommand | { error: Reply } {
   const what = kind === 'FROM' ? 'MAIL FROM:<address>' : 'RCPT TO:<address>';
-  const m = new RegExp(`^${kind}:`, 'i').exec(arg);
+  const m = (kind === 'FROM' ? FROM_PREFIX : TO_PREFIX).exec(arg);
   if (!m) return syntax(what, 'missing ' + kind + ':');
   const data = arg.slice(m[0].length).trim();
   if (kind === 'TO' && /^<postmaster>$/i.test(data.split(' ')[0])) {
