@@ -1,0 +1,70 @@
+/**
+ * What the script host costs, in microseconds, outside any server: a fresh SMTPSVR.LUA state
+ * (everything a new connection pays before Start), one whole callback with its globals round
+ * trip, and the line callbacks per message line. bench/all-hooks.lua is the script. Medians
+ * of 7 rounds; the machine's noise shows in the spread.
+ *
+ *   npm run script-costs
+ *
+ * The numbers are for comparing one build of the script host with another on one machine; in
+ * the server, with its other work between calls, the same calls cost two to three times more.
+ */
+import { mkdtempSync, mkdirSync, copyFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { embeddedDefaults } from '../src/config/defaults.js';
+import { validateConfig } from '../src/config/load.js';
+import { ScriptHost } from '../src/script/script-host.js';
+import type { SessionFacts, SessionPolicy } from '../src/smtp/hooks.js';
+import type { ScriptHooks } from '../src/script/smtpsvr-hooks.js';
+
+const ALL_HOOKS = fileURLToPath(new URL('../bench/all-hooks.lua', import.meta.url));
+const ROUNDS = 7;
+
+function median(label: string, perRound: number, run: () => void, per = 1): void {
+  const us: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const t = process.hrtime.bigint();
+    for (let i = 0; i < perRound; i++) run();
+    us.push(Number(process.hrtime.bigint() - t) / 1e3 / perRound / per);
+  }
+  us.sort((a, b) => a - b);
+  console.log(`${label.padEnd(44)} ${us[ROUNDS >> 1].toFixed(2).padStart(8)} us   (${us[0].toFixed(2)}-${us[ROUNDS - 1].toFixed(2)})`);
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'moonpost-script-costs-'));
+try {
+  mkdirSync(join(dir, 'scripts'));
+  copyFileSync(ALL_HOOKS, join(dir, 'scripts', 'SMTPSVR.LUA'));
+  const input = embeddedDefaults() as unknown as Record<string, unknown>;
+  input.dataDir = dir;
+  input.scripts = { dir: join(dir, 'scripts') };
+  const config = validateConfig(input, 'script-costs');
+  const log = pino({ level: 'silent' });
+  const host = new ScriptHost(config, log);
+  await host.start();
+  const script = host.smtpsvr!.current!;
+  const policy: SessionPolicy = {
+    validClient: true, localClient: true, authRequired: false, allowedUsers: '', forceDisconnect: false, useBATV: false,
+    maxRecipientsLocal: 100, maxRecipientsIncoming: 100, maxMessagesLocal: 100, maxLineLength: 1000, addUserAddresses: false,
+    checkRbl: false, rblServers: [], rblWhitelist: [], rblCheckAll: false, rblFound: false, rblAccept: false, rblBlackhole: false,
+    rblRedirect: '', rblRejectMessage: 'listed', rblHeader: '',
+  };
+  const rbl = {};
+  const facts = (): SessionFacts => ({ ip: '127.0.0.1', sessionId: 'S1', serviceId: 0, serviceName: 'smtp', authUser: '', tls: '', helo: 'client.test', mailFrom: 'a@source.bench.test', rblResultInfo: rbl });
+  const session = (): ScriptHooks => host.hooksForScript(script, { ...policy }, facts, log)!;
+
+  console.log(`script host costs (bench/all-hooks.lua), median of ${ROUNDS} rounds (min-max)`);
+  median('new state + End + close (one connection)', 1000, () => session().end());
+  const h = session();
+  median('whole callback, nothing to sync (DoNOOP)', 20000, () => h.simple('NOOP'));
+  median('whole callback with arguments (DoRCPTTO)', 20000, () => h.rcptTo('<user@bench.test>', 'user@bench.test', {}, ['user@bench.test']));
+  const lines = Array.from({ length: 80 }, (_, i) => Buffer.from(`line ${i} of the message body, text enough to look like mail ...........`));
+  median('line callbacks, per line (batch of 80)', 2000, () => h.messageLines(lines, lines), lines.length);
+  h.end();
+  host.stop();
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
