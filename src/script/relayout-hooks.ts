@@ -40,15 +40,23 @@ const SETTINGS: [string, keyof RunSettings][] = [
  * Calls CheckFile with a case-insensitive HeaderData table (R5): `HeaderData['subject']`
  * finds Subject. A trampoline, since the metatable must be made inside the state.
  */
+/**
+ * CheckFile with its headers table made case-insensitive. An internal function (kept in the
+ * registry, not a global): it is set up after the script's main chunk, which may have trapped
+ * _G, and a global read or write there would run the trap outside any budget.
+ */
 const CHECKFILE_TRAMPOLINE = `
-local setmetatable, pairs, lower, type = setmetatable, pairs, string.lower, type
-function __moonpost_checkfile(f, a, size, ctime, rp, rcpts, hd, hl)
+local P, G = ...
+local rawget, next, type, setmetatable, lower = P.rawget, P.next, P.type, P.setmetatable, P.lower
+return function(f, a, size, ctime, rp, rcpts, hd, hl)
   local folded = {}
-  for k, v in pairs(hd) do folded[lower(k)] = v end
+  for k, v in next, hd do
+    if type(k) == 'string' then folded[lower(k)] = v end
+  end
   setmetatable(hd, { __index = function(_, k)
     if type(k) == 'string' then return folded[lower(k)] end
   end })
-  return CheckFile(f, a, size, ctime, rp, rcpts, hd, hl)
+  return rawget(G, 'CheckFile')(f, a, size, ctime, rp, rcpts, hd, hl)
 end
 `;
 
@@ -62,6 +70,8 @@ export class RelayoutRun {
   private off = false;
   /** The read-only ConnectedServer: "" until the first connection of the run. */
   private connected = '';
+  /** Registry reference of CHECKFILE_TRAMPOLINE's function; null when it could not be set up. */
+  private readonly checkFileRef: number | null = null;
 
   constructor(
     private readonly state: LuaState | null,
@@ -77,7 +87,7 @@ export class RelayoutRun {
     state.setGlobal('sendername', senderName);
     state.setGlobal('ConnectedServer', '');
     this.pushSettings();
-    state.runInternal(CHECKFILE_TRAMPOLINE, '=checkfile');
+    this.checkFileRef = state.internalFunctions(CHECKFILE_TRAMPOLINE, '=checkfile')?.[0] ?? null;
   }
 
   get active(): boolean {
@@ -97,15 +107,16 @@ export class RelayoutRun {
     }
   }
 
-  private call(hook: string, args: LuaValue[]): LuaValue[] | null {
+  /** Calls the script's `hook`, or the internal function `ref` (for the metrics, `hook`). */
+  private call(hook: string, args: LuaValue[], ref?: number): LuaValue[] | null {
     if (!this.active) return null;
     // Read-only globals are restored before every callback (S7).
     this.state!.setGlobal('senderid', this.senderId);
     this.state!.setGlobal('sendername', this.senderName);
     this.state!.setGlobal('ConnectedServer', this.connected);
     const t0 = performance.now();
-    const r = this.state!.call(hook, args, this.budget);
-    this.metrics.record(`relayout.${hook === '__moonpost_checkfile' ? 'CheckFile' : hook}`, r.kind, performance.now() - t0, 'message' in r ? r.message : undefined);
+    const r = ref === undefined ? this.state!.call(hook, args, this.budget) : this.state!.callRef(ref, args, this.budget);
+    this.metrics.record(`relayout.${hook}`, r.kind, performance.now() - t0, 'message' in r ? r.message : undefined);
     if (r.kind === 'ok') {
       this.readSettings();
       return r.values;
@@ -125,17 +136,9 @@ export class RelayoutRun {
 
   checkFile(a: CheckFileArgs): FileActions {
     const actions: FileActions = { skipSend: false, priority: 50, reason: '' };
-    if (!this.active || !this.state!.hasFunction('CheckFile')) return actions;
-    const r = this.call('__moonpost_checkfile', [
-      a.filename,
-      { SkipSend: false, Priority: 50, Reason: '' },
-      a.size,
-      a.creationTime,
-      a.returnPath,
-      a.recipients,
-      a.headerData,
-      a.headerLines,
-    ]);
+    if (!this.active || this.checkFileRef === null || !this.state!.hasFunction('CheckFile')) return actions;
+    const args: LuaValue[] = [a.filename, { SkipSend: false, Priority: 50, Reason: '' }, a.size, a.creationTime, a.returnPath, a.recipients, a.headerData, a.headerLines];
+    const r = this.call('CheckFile', args, this.checkFileRef);
     const v = r?.[0];
     if (!v || typeof v !== 'object' || Array.isArray(v) || Buffer.isBuffer(v)) return actions;
     const t = v as Record<string, LuaValue>;

@@ -14,7 +14,7 @@ local traceback = debug.traceback
 debug.getregistry()['moonpost.prims'] = {
   rawget = rawget, rawset = rawset, rawequal = rawequal, type = type, select = select,
   pcall = pcall, tostring = tostring, unpack = table.unpack, next = next,
-  getmetatable = debug.getmetatable,
+  getmetatable = debug.getmetatable, setmetatable = setmetatable, lower = string.lower,
 }
 debug.getregistry()['moonpost.traceback'] = function(msg)
   if type(msg) ~= 'string' then msg = tostring(msg) end

@@ -570,3 +570,16 @@ test('a CheckFile that raises an error acts as absent: the message is sent', asy
   assert.deepEqual(subjects(texts(peers[0])), ['despite the error']);
   assert.equal(h.server.scripts.metrics.snapshot()['relayout.CheckFile']?.errors, 1);
 });
+
+test('a relayout.lua that traps _G cannot stall the run the host sets up after its main chunk', async (t) => {
+  // The host defines its CheckFile trampoline after the script's main chunk has run: a global
+  // write there must not run the script's __newindex outside every budget.
+  const { h, peers } = await setup(
+    t,
+    `function CheckFile(f, a, size) a.Priority = 50 return a end
+    setmetatable(_G, { __newindex = function(t, k, v) while true do end end, __index = function(t, k) while true do end end })`,
+  );
+  await queueMail(h.port, 'sender@localhost', ['x@remote.test'], mail('trapped globals'));
+  await settled(h, 1);
+  assert.deepEqual(subjects(texts(peers[0])), ['trapped globals']);
+});
