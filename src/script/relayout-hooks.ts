@@ -38,12 +38,9 @@ const SETTINGS: [string, keyof RunSettings][] = [
 
 /**
  * Calls CheckFile with a case-insensitive HeaderData table (R5): `HeaderData['subject']`
- * finds Subject. A trampoline, since the metatable must be made inside the state.
- */
-/**
- * CheckFile with its headers table made case-insensitive. An internal function (kept in the
- * registry, not a global): it is set up after the script's main chunk, which may have trapped
- * _G, and a global read or write there would run the trap outside any budget.
+ * finds Subject. A function made inside the state (the metatable must be), kept in the
+ * registry, not as a global: it is set up after the script's main chunk, which may have
+ * trapped _G, and a global read or write there would run the trap outside any budget.
  */
 const CHECKFILE_TRAMPOLINE = `
 local P, G = ...

@@ -62,6 +62,21 @@ const NOT_PUSHED = Symbol('not pushed');
 
 const luaList = (names: string[]): string => `{ ${names.map((n) => `'${n}'`).join(', ')} }`;
 
+/** Indexes (1-based) of the IN/OUT globals that hold lists (RBLServers, RBLWhitelist). */
+const LIST_SLOTS = new Set(POLICY_GLOBALS.map(([, k], i) => [k, i + 1] as const).filter(([k]) => k === 'rblServers' || k === 'rblWhitelist').map(([, i]) => i));
+
+/**
+ * The fast halves of syncin and readback: one field access per global with constant names,
+ * no C function per global. Used while the globals table has no metatable; with one, a
+ * script's __index or __newindex could run outside any budget, so the raw loops serve.
+ */
+const fastSyncFacts = FACT_GLOBALS.map((g, i) => `G.${g} = fshadow[${i + 1}]`).join('\n    ');
+const fastReadback = POLICY_GLOBALS.map(([g], i) =>
+  LIST_SLOTS.has(i + 1)
+    ? `v = G.${g} if not rawequal(v, pshadow[${i + 1}]) or (pcopy[${i + 1}] and not same(v, pcopy[${i + 1}])) then n = report(n, ${i + 1}, v) end`
+    : `v = G.${g} if v ~= pshadow[${i + 1}] then n = report(n, ${i + 1}, v) end`,
+).join('\n    ');
+
 /**
  * The session's helpers inside its state, run with the primitives saved before the script ran
  * (a script replacing rawget cannot get into them) and the globals table:
@@ -82,21 +97,6 @@ const luaList = (names: string[]): string => `{ ${names.map((n) => `'${n}'`).joi
  * syncin and readback run unprotected and outside any budget: they only read and set fields
  * of the globals table, raw.
  */
-/** Indexes (1-based) of the IN/OUT globals that hold lists (RBLServers, RBLWhitelist). */
-const LIST_SLOTS = new Set(POLICY_GLOBALS.map(([, k], i) => [k, i + 1] as const).filter(([k]) => k === 'rblServers' || k === 'rblWhitelist').map(([, i]) => i));
-
-/**
- * The fast halves of syncin and readback: one field access per global with constant names,
- * no C function per global. Used while the globals table has no metatable; with one, a
- * script's __index or __newindex could run outside any budget, so the raw loops serve.
- */
-const fastSyncFacts = FACT_GLOBALS.map((g, i) => `G.${g} = fshadow[${i + 1}]`).join('\n    ');
-const fastReadback = POLICY_GLOBALS.map(([g], i) =>
-  LIST_SLOTS.has(i + 1)
-    ? `v = G.${g} if not rawequal(v, pshadow[${i + 1}]) or (pcopy[${i + 1}] and not same(v, pcopy[${i + 1}])) then n = report(n, ${i + 1}, v) end`
-    : `v = G.${g} if v ~= pshadow[${i + 1}] then n = report(n, ${i + 1}, v) end`,
-).join('\n    ');
-
 const HOOKS_LUA = `
 local P, G = ...
 local rawget, rawset, rawequal, type, select, pcall, tostring, unpack, next, getmetatable = P.rawget, P.rawset, P.rawequal, P.type, P.select, P.pcall, P.tostring, P.unpack, P.next, P.getmetatable
@@ -559,9 +559,9 @@ export class ScriptHooks implements SessionHooks {
         rawOnly.push(raws[i]);
       }
     }
-    const t0 = performance.now();
     if (!this.synced) this.setGlobals();
     this.restored = false;
+    const t0 = performance.now();
     const r = this.state.callRef(this.helpers.lines, [lines, rawOnly], this.budget, true);
     const each = (performance.now() - t0) / lines.length;
     for (const hook of LINE_HOOKS) {
