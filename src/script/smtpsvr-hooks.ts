@@ -62,6 +62,9 @@ const NOT_PUSHED = Symbol('not pushed');
 
 const luaList = (names: string[]): string => `{ ${names.map((n) => `'${n}'`).join(', ')} }`;
 
+/** Entries of a list global (RBLServers, RBLWhitelist) the host reads; the rest are ignored. */
+export const LIST_MAX = 256;
+
 /** Indexes (1-based) of the IN/OUT globals that hold lists (RBLServers, RBLWhitelist). */
 const LIST_SLOTS = new Set(POLICY_GLOBALS.map(([, k], i) => [k, i + 1] as const).filter(([k]) => k === 'rblServers' || k === 'rblWhitelist').map(([, i]) => i));
 
@@ -111,14 +114,26 @@ local pcopy = {}
 -- What a scalar global's shadow holds when the script put a table there: a value no script
 -- can reach, so the next comparison is raw (== on two tables may run a script's __eq).
 local TABLE = function() end
+-- These run outside any budget, on tables a script may have made huge: they look at no more
+-- than LIST_MAX entries, and a list global counts only that many (the host reads the copy).
+local LIST_MAX = ${LIST_MAX}
 local function copy(t)
-  local c = {}
-  for k, v in next, t do c[k] = v end
+  local c, n = {}, 0
+  for k, v in next, t do
+    n = n + 1
+    if n > LIST_MAX then break end
+    c[k] = v
+  end
   return c
 end
--- Whether t holds exactly what c does (both tables of plain values).
+-- Whether t holds what c does, as far as copy looks (both tables of plain values).
 local function same(t, c)
-  for k, v in next, t do if not rawequal(c[k], v) then return false end end
+  local n = 0
+  for k, v in next, t do
+    n = n + 1
+    if n > LIST_MAX then break end
+    if not rawequal(c[k], v) then return false end
+  end
   for k in next, c do if rawget(t, k) == nil then return false end end
   return true
 end
@@ -161,7 +176,10 @@ end
 local function report(n, i, v)
   if lists[i] then
     pshadow[i] = v
-    pcopy[i] = type(v) == 'table' and copy(v) or nil
+    if type(v) == 'table' then
+      pcopy[i] = copy(v)
+      v = pcopy[i]
+    else pcopy[i] = nil end
   else
     pshadow[i] = type(v) == 'table' and TABLE or v
   end
