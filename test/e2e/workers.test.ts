@@ -363,3 +363,32 @@ test('workers: a worker killed with SIGKILL under load is replaced; nothing ackn
     await rm(s.dir, { recursive: true, force: true });
   }
 });
+
+test('workers: a primary killed with SIGKILL takes its workers with it at once; a new primary starts on the same queue', { timeout: 60_000 }, async () => {
+  const s = await setup();
+  const first = new Moonpost(s.configFile);
+  let second: Moonpost | null = null;
+  try {
+    await first.ready(s.port);
+    const pids = [...first.workerPids().values()];
+    assert.equal(pids.length, 2, first.tail());
+    const t0 = Date.now();
+    first.child.kill('SIGKILL');
+    await first.exited;
+    // Node's cluster workers exit as soon as their IPC channel to the primary closes.
+    // Exited: gone, or a zombie waiting for init to reap it.
+    const running = (pid: number): boolean => alive(pid) && procState(pid).split(', ').some((t) => !/ [ZX]$/.test(t));
+    while (pids.some(running) && Date.now() - t0 < 2000) await sleep(20);
+    // A new primary takes longer than that to start and recover.
+    assert.deepEqual(pids.filter(running), [], 'the orphaned workers exited within 2 s');
+    console.log(`orphaned workers gone ${Date.now() - t0} ms after the primary's SIGKILL`);
+    second = new Moonpost(s.configFile);
+    await second.ready(s.port);
+    assert.equal(second.workerPids().size, 2, second.tail());
+  } finally {
+    await second?.stop();
+    for (const m of [first, second]) for (const pid of m?.workerPids().values() ?? []) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    await s.sink.stop();
+    await rm(s.dir, { recursive: true, force: true });
+  }
+});
