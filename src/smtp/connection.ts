@@ -5,6 +5,7 @@ import { formatReply, type Reply } from './reply.js';
 import { Session } from './session.js';
 import { parseProxyHeader } from './proxy-protocol.js';
 import { normalizeIp } from '../policy/cidr.js';
+import { canonicalIp } from '../policy/own-addresses.js';
 
 const LF = 10;
 const NEED_MORE = Symbol('need more input');
@@ -59,7 +60,7 @@ export class Connection implements SessionIO {
     this.socket = socket;
     this.ended = new Promise((res) => (this.endResolve = res));
     const ip = normalizeIp(socket.remoteAddress ?? '0.0.0.0');
-    const client: ClientInfo = { ip, port: socket.remotePort ?? 0 };
+    const client: ClientInfo = { ip, port: socket.remotePort ?? 0, serverIp: socket.localAddress ? canonicalIp(socket.localAddress) : undefined };
     if (socket instanceof TLSSocket) client.tls = tlsDetails(socket);
     this.proxyPending = ctx.service.proxyProtocol && ctx.proxyTrusted.has(ip);
     this.session = new Session(ctx, this, client);

@@ -72,6 +72,8 @@ export interface SessionIO {
 export interface ClientInfo {
   ip: string;
   port: number;
+  /** This host's address the client connected to (a literal of it is a local domain). */
+  serverIp?: string;
   /** Set when the connection is encrypted: protocol and cipher. */
   tls?: string;
 }

@@ -18,6 +18,7 @@ import { newQueueId } from '../queue/spool.js';
 import { rblAction, rblDefaults, runRbl } from './rbl-stage.js';
 import { checkSpf } from '../policy/spf.js';
 import { isTagged } from '../policy/batv.js';
+import { interfaceAddresses, literalAddress } from '../policy/own-addresses.js';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { DataSink } from './data-reader.js';
 
@@ -463,8 +464,13 @@ export class Session {
   /** The default policy for one recipient: where it goes, or why not. */
   private routeRecipient(given: string): { targets: Target[] } | { refusal: Reply } {
     let address = given;
+    const home = this.ctx.directory.firstDomain ?? this.ctx.config.hostname;
     // RFC 5321 §4.5.1: <postmaster> without a domain reaches this server's postmaster.
-    if (!address.includes('@')) address = `postmaster@${this.ctx.directory.firstDomain ?? this.ctx.config.hostname}`;
+    if (!address.includes('@')) address = `postmaster@${home}`;
+    // RFC 5321 §4.1.3: an address literal naming this host (user@[192.0.2.1]) is local, as
+    // for Postfix: the first local domain's user, never a relay back to ourselves.
+    const literal = literalAddress(address.slice(address.lastIndexOf('@') + 1));
+    if (literal !== null && (literal === this.client.serverIp || interfaceAddresses().has(literal))) address = `${address.slice(0, address.lastIndexOf('@'))}@${home}`;
     const domain = address.slice(address.lastIndexOf('@') + 1);
     if (!this.canRelay() && /[%!]|@.*@/.test(address)) {
       // Sender-specified routing (user%remote@local, remote!user@local, "user@remote"@local)

@@ -4,6 +4,7 @@ import { startServer, type Harness } from '../helpers/harness.js';
 import { TestClient, sendMail, message } from '../helpers/smtp-client.js';
 import { hashPassword } from '../../src/policy/password.js';
 import type { Envelope } from '../../src/queue/envelope.js';
+import { interfaceAddresses } from '../../src/policy/own-addresses.js';
 
 // The classic open-relay battery against a default install: only 127.0.0.1/32 may relay
 // (relay mode "either": by address or by AUTH). Every trick from an outside address must be
@@ -11,6 +12,9 @@ import type { Envelope } from '../../src/queue/envelope.js';
 
 let h: Harness;
 const OUTSIDE = '127.0.0.2';
+// Documentation addresses this machine does not have.
+const NOT_OURS = ['192.0.2.1', '198.51.100.1', '203.0.113.1'].find((a) => !interfaceAddresses().has(a))!;
+const NOT_OURS_6 = ['2001:db8::1', '2001:db8::2'].find((a) => !interfaceAddresses().has(a))!;
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
 before(async () => {
@@ -62,9 +66,9 @@ const REFUSED: Case[] = [
   { rcpt: '<@localhost,@mx.test:user@remote.test>', want: RELAY_DENIED },
   { rcpt: '<@[127.0.0.1]:user@remote.test>', want: RELAY_DENIED },
   { rcpt: '<user@remote.test@localhost>', want: SYNTAX },
-  { rcpt: '<user@[192.0.2.1]>', want: RELAY_DENIED },
-  { rcpt: '<user@[127.0.0.1]>', want: RELAY_DENIED },
-  { rcpt: '<user@[IPv6:::1]>', want: RELAY_DENIED },
+  // An address literal of another host (this one's own are local, below).
+  { rcpt: `<user@[${NOT_OURS}]>`, want: RELAY_DENIED },
+  { rcpt: `<user@[IPv6:${NOT_OURS_6}]>`, want: RELAY_DENIED },
   { rcpt: '<user@localhost.>', want: SYNTAX },
   { rcpt: '<user@remote.test.>', want: SYNTAX },
   { rcpt: '<user%remote.test@localhost.>', want: SYNTAX },
@@ -83,6 +87,9 @@ const LOCAL: (Case & { mailbox: string })[] = [
   { rcpt: '<puny@XN--BCHER-KVA.test>', want: /^250 /, mailbox: 'xn--bcher-kva.test/puny' },
   // RFC 5321 §C: the source route is ignored, the mailbox is local.
   { rcpt: '<@remote.test:routed@localhost>', want: /^250 /, mailbox: 'localhost/routed' },
+  // An address literal naming this host: the first local domain's user.
+  { rcpt: '<literal@[127.0.0.1]>', want: /^250 /, mailbox: 'localhost/literal' },
+  ...(interfaceAddresses().has('::1') ? [{ rcpt: '<literal6@[IPv6:0:0:0:0:0:0:0:1]>', want: /^250 /, mailbox: 'localhost/literal6' }] : []),
 ];
 
 const SENDERS = ['<>', '<postmaster@localhost>', '<spammer@remote.test>'];
