@@ -32,6 +32,16 @@ const HELP_LINES = [
 const MAX_AUTH_FAILURES = 3;
 const CRLF = Buffer.from('\r\n');
 
+/** The first `max` bytes of a run of buffers. */
+function capBytes(bufs: Buffer[], max: number): Buffer[] {
+  let n = 0;
+  for (let i = 0; i < bufs.length; i++) {
+    if (n + bufs[i].length > max) return [...bufs.slice(0, i), bufs[i].subarray(0, max - n)];
+    n += bufs[i].length;
+  }
+  return bufs;
+}
+
 /** Cuts a run of buffers after its last LF: what ends with it, and what follows. */
 function splitAfterLastLf(bufs: Buffer[]): [Buffer[], Buffer[]] {
   for (let i = bufs.length - 1; i >= 0; i--) {
@@ -697,13 +707,18 @@ export class Session {
       lines.push(line);
     });
     // The bytes written since the last complete line: where every line is kept as it is, they
-    // are stored as they came, not cut into a line and a CRLF each.
+    // are stored as they came, not cut into a line and a CRLF each. Capped like the splitter's
+    // lines: a longer line gets the message refused, and must not grow in memory meanwhile.
     let pending: Buffer[] = [];
+    const cap = this.maxLineLength + 2;
     return {
       write: (bufs) => {
         for (const b of bufs) if (b.length) pending.push(b);
         splitter.write(bufs);
-        if (!lines.length) return;
+        if (!lines.length) {
+          pending = capBytes(pending, cap);
+          return;
+        }
         const batchRaw = raws.splice(0);
         const batch = lines.splice(0);
         let outs: (Buffer | false | null)[] = [];
@@ -711,7 +726,7 @@ export class Session {
           outs = hooks.messageLines(batchRaw, batch);
         });
         const [whole, tail] = splitAfterLastLf(pending);
-        pending = tail;
+        pending = capBytes(tail, cap);
         if (outs.every((o) => o === null || o === undefined)) {
           store(whole);
           return;

@@ -492,6 +492,26 @@ test('line callbacks that keep every line store the message byte for byte as wit
   assert.equal(await send('bytes-one'), plain.replace('\r\nlf\r\n', '\r\nLF\r\n'));
 });
 
+test('with line callbacks, an over-long data line still gets 552 and the session goes on', async () => {
+  await h.setScript('local n = 0 function MessageLine(line) n = n + 1 end function EndMessage() return "" end');
+  const c = await openSession(h.port);
+  await c.cmd('MAIL FROM:<a@example.com>');
+  await c.cmd('RCPT TO:<longline@localhost>');
+  assert.equal((await c.cmd('DATA')).code, 354);
+  // 2 MB without a line end, in pieces: held back only up to the line limit meanwhile.
+  c.write('Subject: long\r\n\r\n');
+  for (let i = 0; i < 32; i++) c.write('x'.repeat(64 * 1024));
+  assert.match((await c.cmd('\r\nshort\r\n.')).raw, /^552 5\.3\.4 /);
+  await c.cmd('MAIL FROM:<a@example.com>');
+  await c.cmd('RCPT TO:<longline@localhost>');
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd('Subject: fine\r\n\r\nbody\r\n.')).code, 250);
+  c.close();
+  const box = await h.mailbox('localhost/longline');
+  assert.equal(box.length, 1);
+  assert.equal(bodyOf(box[0]), 'body\r\n');
+});
+
 test('the per-line callbacks also see BDAT data', async () => {
   await h.setScript(`
     function MessageLine(line) if line == "swap" then return "swapped" end end`);
