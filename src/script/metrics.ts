@@ -42,12 +42,16 @@ export class ScriptMetrics {
     if (outcome === 'error' || outcome === 'stopped') this.failed(hook, outcome, message ?? '');
   }
 
-  /** A failure inside calls already counted (recordMany): one more error, heard by the listeners. */
-  failed(hook: string, kind: 'error' | 'stopped', message: string): void {
+  /**
+   * A failure inside calls already counted (recordMany): one more error, heard by the listeners
+   * unless `quiet` (the many after the first few of a batch of lines).
+   */
+  failed(hook: string, kind: 'error' | 'stopped', message: string, quiet = false): void {
     const s = this.hooks.get(hook);
     if (!s) return;
     if (kind === 'error') s.errors++;
     else s.stops++;
+    if (quiet) return;
     const failure: HookFailure = { hook, kind, message };
     for (const l of this.failureListeners) l(failure);
   }

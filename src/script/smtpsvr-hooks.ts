@@ -601,8 +601,9 @@ export class ScriptHooks implements SessionHooks {
       for (let j = 0; j + 1 < errs.length; j += 2) {
         const hook = String(errs[j]);
         const err = String(errs[j + 1]);
-        this.metrics.failed(hook, 'error', err);
-        // A script failing on every line logs only the first few of a batch.
+        // A script failing on every line is counted in full, but only the first few errors of
+        // a batch are logged and reach the console's feed.
+        this.metrics.failed(hook, 'error', err, j >= 20);
         if (j < 20) this.log.warn({ hook, err }, 'script error');
       }
     }
