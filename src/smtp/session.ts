@@ -31,6 +31,7 @@ const HELP_LINES = [
 ];
 const MAX_AUTH_FAILURES = 3;
 const CRLF = Buffer.from('\r\n');
+const DOT = Buffer.from('.');
 
 /** The first `max` bytes of a run of buffers. */
 function capBytes(bufs: Buffer[], max: number): Buffer[] {
@@ -55,7 +56,7 @@ function splitAfterLastLf(bufs: Buffer[]): [Buffer[], Buffer[]] {
   }
   return [[], bufs];
 }
-const DOT = Buffer.from('.');
+
 const isRefusal = (r: Reply | null): r is Reply => !!r && r.code >= 400;
 /** S4: what the command gets when its callback ran over its budget. */
 const scriptStoppedReply = (): Reply => reply(451, '4.3.0', 'Local error in processing (script stopped)');
