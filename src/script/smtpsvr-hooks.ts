@@ -328,18 +328,16 @@ export class ScriptHooks implements SessionHooks {
       }
       return;
     }
-    // Nothing changed on the host's side, and nothing of the script's to undo: no call.
-    const fp = this.factsPushed;
-    if (this.restored && this.rblPushed === f.rblResultInfo && fp.length === facts.length && facts.every((v, i) => fp[i] === v) && POLICY_GLOBALS.every(([, k], i) => this.pushed[i] === p[k])) return;
-    this.restored = true;
     // One call: the facts and IN/OUT globals that changed on the host's side, as pairs.
     const state = this.state;
     const m = state.vm.m;
     const L = state.L;
+    const fp = this.factsPushed;
     m._lua_checkstack(L, 4 + 2 * (facts.length + POLICY_GLOBALS.length));
     m._lua_rawgeti(L, LUA_REGISTRYINDEX, this.helpers.syncin);
     // RBLResultInfo only when it is a new table; the helper restores the last one.
-    if (this.rblPushed !== f.rblResultInfo) {
+    const newRbl = this.rblPushed !== f.rblResultInfo;
+    if (newRbl) {
       state.push(f.rblResultInfo, 0);
       this.rblPushed = f.rblResultInfo;
     } else m._lua_pushnil(L);
@@ -361,6 +359,12 @@ export class ScriptHooks implements SessionHooks {
       this.pushed[i] = v;
       n += 2;
     }
+    // Nothing changed on the host's side, and nothing of the script's to undo: no call.
+    if (n === 1 && !newRbl && this.restored) {
+      m._lua_settop(L, -3);
+      return;
+    }
+    this.restored = true;
     state.vm.disarmHook(L);
     m._lua_callk(L, n, 0, 0, 0);
   }
