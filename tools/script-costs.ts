@@ -9,16 +9,11 @@
  * The numbers are for comparing one build of the script host with another on one machine; in
  * the server, with its other work between calls, the same calls cost two to three times more.
  */
-import { mkdtempSync, mkdirSync, copyFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import pino from 'pino';
-import { embeddedDefaults } from '../src/config/defaults.js';
-import { validateConfig } from '../src/config/load.js';
-import { ScriptHost } from '../src/script/script-host.js';
-import type { SessionFacts, SessionPolicy } from '../src/smtp/hooks.js';
 import type { ScriptHooks } from '../src/script/smtpsvr-hooks.js';
+import { initialPolicy } from '../src/smtp/session-policy.js';
+import { startScriptHost, sessionFacts } from '../test/helpers/script-host.js';
 
 const ALL_HOOKS = fileURLToPath(new URL('../bench/all-hooks.lua', import.meta.url));
 const ROUNDS = 7;
@@ -34,27 +29,11 @@ function median(label: string, perRound: number, run: () => void, per = 1): void
   console.log(`${label.padEnd(44)} ${us[ROUNDS >> 1].toFixed(2).padStart(8)} us   (${us[0].toFixed(2)}-${us[ROUNDS - 1].toFixed(2)})`);
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'moonpost-script-costs-'));
+const s = await startScriptHost(readFileSync(ALL_HOOKS, 'latin1'));
 try {
-  mkdirSync(join(dir, 'scripts'));
-  copyFileSync(ALL_HOOKS, join(dir, 'scripts', 'SMTPSVR.LUA'));
-  const input = embeddedDefaults() as unknown as Record<string, unknown>;
-  input.dataDir = dir;
-  input.scripts = { dir: join(dir, 'scripts') };
-  const config = validateConfig(input, 'script-costs');
-  const log = pino({ level: 'silent' });
-  const host = new ScriptHost(config, log);
-  await host.start();
-  const script = host.smtpsvr!.current!;
-  const policy: SessionPolicy = {
-    validClient: true, localClient: true, authRequired: false, allowedUsers: '', forceDisconnect: false, useBATV: false,
-    maxRecipientsLocal: 100, maxRecipientsIncoming: 100, maxMessagesLocal: 100, maxLineLength: 1000, addUserAddresses: false,
-    checkRbl: false, rblServers: [], rblWhitelist: [], rblCheckAll: false, rblFound: false, rblAccept: false, rblBlackhole: false,
-    rblRedirect: '', rblRejectMessage: 'listed', rblHeader: '',
-  };
-  const rbl = {};
-  const facts = (): SessionFacts => ({ ip: '127.0.0.1', sessionId: 'S1', serviceId: 0, serviceName: 'smtp', authUser: '', tls: '', helo: 'client.test', mailFrom: 'a@source.bench.test', rblResultInfo: rbl });
-  const session = (): ScriptHooks => host.hooksForScript(script, { ...policy }, facts, log)!;
+  const script = s.host.smtpsvr!.current!;
+  const facts = sessionFacts('127.0.0.1', 'client.test', 'a@source.bench.test');
+  const session = (): ScriptHooks => s.host.hooksForScript(script, initialPolicy(s.config), facts, s.log)!;
 
   console.log(`script host costs (bench/all-hooks.lua), median of ${ROUNDS} rounds (min-max)`);
   median('new state + End + close (one connection)', 1000, () => session().end());
@@ -64,7 +43,6 @@ try {
   const lines = Array.from({ length: 80 }, (_, i) => Buffer.from(`line ${i} of the message body, text enough to look like mail ...........`));
   median('line callbacks, per line (batch of 80)', 2000, () => h.messageLines(lines, lines), lines.length);
   h.end();
-  host.stop();
 } finally {
-  rmSync(dir, { recursive: true, force: true });
+  s.close();
 }

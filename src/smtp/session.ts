@@ -15,7 +15,8 @@ import { decideEndOfData, type EndOfDataDecision } from './end-of-data.js';
 import { MessageAnalyser } from '../message/index.js';
 import { rewriteHeader } from '../queue/header-rewrite.js';
 import { newQueueId } from '../queue/spool.js';
-import { rblAction, rblDefaults, runRbl } from './rbl-stage.js';
+import { rblAction, runRbl } from './rbl-stage.js';
+import { initialPolicy } from './session-policy.js';
 import { checkSpf } from '../policy/spf.js';
 import { isTagged } from '../policy/batv.js';
 import { interfaceAddresses, literalAddress } from '../policy/own-addresses.js';
@@ -107,20 +108,7 @@ export class Session {
     this.log = ctx.log.child({ session: this.id });
     const limits = ctx.config.limits;
     this.maxMessageSize = limits.messageSize;
-    this.policy = {
-      validClient: false,
-      localClient: false,
-      authRequired: false,
-      allowedUsers: '',
-      forceDisconnect: false,
-      useBATV: false,
-      maxRecipientsLocal: limits.recipients,
-      maxRecipientsIncoming: limits.recipients,
-      maxMessagesLocal: limits.messagesPerSession,
-      maxLineLength: limits.lineLength,
-      addUserAddresses: false,
-      ...rblDefaults(ctx.config),
-    };
+    this.policy = initialPolicy(ctx.config);
     this.policy.useBATV = ctx.config.batv.enabled && ctx.batv !== null;
     this.refreshClient();
   }
