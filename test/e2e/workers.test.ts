@@ -117,6 +117,17 @@ const alive = (pid: number): boolean => {
   }
 };
 
+/** Stops each moonpost and any worker it left, then the sink, and removes the folder. */
+async function teardown(s: Setup, ...servers: (Moonpost | null)[]): Promise<void> {
+  for (const mp of servers) {
+    if (!mp) continue;
+    await mp.stop();
+    for (const pid of mp.workerPids().values()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  }
+  await s.sink.stop();
+  await rm(s.dir, { recursive: true, force: true });
+}
+
 interface Setup {
   dir: string;
   dataDir: string;
@@ -295,10 +306,7 @@ test('workers: 2 share the port; mail over many connections is delivered exactly
     for (const [id, pid] of pids) assert.equal(alive(pid), false, `worker ${id} (pid ${pid}) is gone`);
     assert.equal(mp.log('worker exited', (l) => l.role === 'primary').length, 2);
   } finally {
-    await mp.stop();
-    for (const pid of mp.workerPids().values()) if (alive(pid)) process.kill(pid, 'SIGKILL');
-    await s.sink.stop();
-    await rm(s.dir, { recursive: true, force: true });
+    await teardown(s, mp);
   }
 });
 
@@ -357,10 +365,7 @@ test('workers: a worker killed with SIGKILL under load is replaced; nothing ackn
     for (const pid of mp.workerPids().values()) assert.equal(alive(pid), false);
   } finally {
     await load.stop();
-    await mp.stop();
-    for (const pid of mp.workerPids().values()) if (alive(pid)) process.kill(pid, 'SIGKILL');
-    await s.sink.stop();
-    await rm(s.dir, { recursive: true, force: true });
+    await teardown(s, mp);
   }
 });
 
@@ -386,9 +391,6 @@ test('workers: a primary killed with SIGKILL takes its workers with it at once; 
     await second.ready(s.port);
     assert.equal(second.workerPids().size, 2, second.tail());
   } finally {
-    await second?.stop();
-    for (const m of [first, second]) for (const pid of m?.workerPids().values() ?? []) if (alive(pid)) process.kill(pid, 'SIGKILL');
-    await s.sink.stop();
-    await rm(s.dir, { recursive: true, force: true });
+    await teardown(s, first, second);
   }
 });
