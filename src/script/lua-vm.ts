@@ -1,5 +1,6 @@
 import { LuaWasm } from 'wasmoon';
 import type { LuaState, LuaValue } from './lua-state.js';
+import { UD, stateAllocator, type StateAllocator } from './state-allocator.js';
 import { CAP_POSITION, CAP_UNFINISHED, PatternMatcher, noSpecials } from './lua-pattern.js';
 
 /** The raw Emscripten module of wasmoon: Lua 5.4's C API as exported wasm functions. */
@@ -29,9 +30,9 @@ export const T_FUNCTION = 6;
 export type Stop = 'timeout' | 'instructions' | 'memory';
 
 /**
- * Accounting of one Lua state. The memory part lives in the wasm heap (four int32 at `ptr`, the
- * state's allocator user data: bytes used, the cap, whether the cap binds now, whether it was
- * hit), where the allocator keeps it up to date without leaving wasm (see accountingAllocator).
+ * Accounting of one Lua state. The memory part lives in the wasm heap, in the state's allocator
+ * user data at `ptr` (UD of state-allocator.ts: bytes used, the cap, whether the cap binds now,
+ * whether it was hit), where the allocator keeps it up to date without leaving wasm.
  */
 export class StateBudget {
   private stop: Stop | null = null;
@@ -45,22 +46,19 @@ export class StateBudget {
     readonly ptr: number,
     readonly memoryLimit: number,
   ) {
-    const h: Int32Array = m.HEAP32;
-    h[ptr >> 2] = 0;
+    (m.HEAPU8 as Uint8Array).fill(0, ptr, ptr + UD.size);
     // An int32 cap: 2 GB is more than a wasm32 heap gives anyway.
-    h[(ptr >> 2) + 1] = Math.min(memoryLimit, 0x7fffffff);
-    h[(ptr >> 2) + 2] = 0;
-    h[(ptr >> 2) + 3] = 0;
+    m.HEAP32[(ptr + UD.cap) >> 2] = Math.min(memoryLimit, 0x7fffffff);
   }
 
   get memoryUsed(): number {
-    return this.m.HEAP32[this.ptr >> 2];
+    return this.m.HEAP32[(this.ptr + UD.used) >> 2];
   }
 
   /** Set when the host stopped the running call; every further instruction raises again. */
   get stopped(): Stop | null {
     if (this.stop) return this.stop;
-    return !this.closed && this.m.HEAP32[(this.ptr >> 2) + 3] ? 'memory' : null;
+    return !this.closed && this.m.HEAP32[(this.ptr + UD.hit) >> 2] ? 'memory' : null;
   }
 
   set stopped(v: Stop | null) {
@@ -73,70 +71,7 @@ export class StateBudget {
    * whole VM instead of raising a catchable error.
    */
   enforce(on: boolean): void {
-    if (!this.closed) this.m.HEAP32[(this.ptr >> 2) + 2] = on ? 1 : 0;
-  }
-}
-
-/**
- * lua_Alloc with the accounting of StateBudget, as a small wasm module calling the Lua
- * module's realloc and free: every allocation of every state stays inside wasm instead of
- * crossing into JS and back. In the WebAssembly text format:
- *
- *   (func (param $ud i32) (param $ptr i32) (param $osize i32) (param $nsize i32) (result i32)
- *     (local $d i64) (local $p i32)
- *     (if (i32.eqz $nsize) (then
- *       (if $ptr (then (i32.store $ud (i32.sub (i32.load $ud) $osize)) (call $free $ptr)))
- *       (return (i32.const 0))))
- *     ;; with a null block, osize is a type tag, not a size (Lua 5.4 manual §4.6)
- *     (local.set $d (i64.sub (i64.extend_i32_u $nsize) (select (i64.extend_i32_u $osize) (i64.const 0) $ptr)))
- *     (if (i32.load offset=8 $ud) (then (if (i64.gt_s $d (i64.const 0)) (then
- *       (if (i64.gt_s (i64.add (i64.extend_i32_s (i32.load $ud)) $d) (i64.extend_i32_s (i32.load offset=4 $ud)))
- *         (then (i32.store offset=12 $ud (i32.const 1)) (return (i32.const 0))))))))
- *     (local.set $p (call $realloc $ptr $nsize))
- *     (if $p (then (i32.store $ud (i32.add (i32.load $ud) (i32.wrap_i64 $d)))))
- *     $p)
- */
-const ALLOC_BODY = [
-  0x02, 0x01, 0x7e, 0x01, 0x7f,
-  0x20, 0x03, 0x45, 0x04, 0x40,
-  0x20, 0x01, 0x04, 0x40, 0x20, 0x00, 0x20, 0x00, 0x28, 0x02, 0x00, 0x20, 0x02, 0x6b, 0x36, 0x02, 0x00, 0x20, 0x01, 0x10, 0x01, 0x0b,
-  0x41, 0x00, 0x0f, 0x0b,
-  0x20, 0x03, 0xad, 0x20, 0x02, 0xad, 0x42, 0x00, 0x20, 0x01, 0x1b, 0x7d, 0x21, 0x04,
-  0x20, 0x00, 0x28, 0x02, 0x08, 0x04, 0x40,
-  0x20, 0x04, 0x42, 0x00, 0x55, 0x04, 0x40,
-  0x20, 0x00, 0x28, 0x02, 0x00, 0xac, 0x20, 0x04, 0x7c, 0x20, 0x00, 0x28, 0x02, 0x04, 0xac, 0x55, 0x04, 0x40,
-  0x20, 0x00, 0x41, 0x01, 0x36, 0x02, 0x0c, 0x41, 0x00, 0x0f,
-  0x0b, 0x0b, 0x0b,
-  0x20, 0x01, 0x20, 0x03, 0x10, 0x00, 0x22, 0x05, 0x04, 0x40,
-  0x20, 0x00, 0x20, 0x00, 0x28, 0x02, 0x00, 0x20, 0x04, 0xa7, 0x6a, 0x36, 0x02, 0x00, 0x0b,
-  0x20, 0x05, 0x0b,
-];
-
-function section(id: number, content: number[]): number[] {
-  // Every section here is under 128 bytes: a one-byte LEB128 size.
-  if (content.length >= 128) throw new Error('wasm section too long');
-  return [id, content.length, ...content];
-}
-
-/** The accounting allocator over the Lua module's memory, realloc and free; null when unavailable. */
-function accountingAllocator(exports: WebAssembly.Exports | null): ((ud: number, ptr: number, osize: number, nsize: number) => number) | null {
-  if (!exports || !(exports.memory instanceof WebAssembly.Memory) || typeof exports.realloc !== 'function' || typeof exports.free !== 'function') return null;
-  const bytes = [
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    // types: (i32 i32) -> i32, (i32) -> (), (i32 i32 i32 i32) -> i32
-    ...section(1, [0x03, 0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7f, 0x60, 0x01, 0x7f, 0x00, 0x60, 0x04, 0x7f, 0x7f, 0x7f, 0x7f, 0x01, 0x7f]),
-    // imports: e.m memory, e.r realloc, e.f free
-    ...section(2, [0x03, 0x01, 0x65, 0x01, 0x6d, 0x02, 0x00, 0x00, 0x01, 0x65, 0x01, 0x72, 0x00, 0x00, 0x01, 0x65, 0x01, 0x66, 0x00, 0x01]),
-    ...section(3, [0x01, 0x02]),
-    // export "a": function 2
-    ...section(7, [0x01, 0x01, 0x61, 0x00, 0x02]),
-    ...section(10, [0x01, ALLOC_BODY.length, ...ALLOC_BODY]),
-  ];
-  try {
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(new Uint8Array(bytes)), { e: { m: exports.memory, r: exports.realloc, f: exports.free } });
-    return instance.exports.a as (ud: number, ptr: number, osize: number, nsize: number) => number;
-  } catch {
-    return null;
+    if (!this.closed) this.m.HEAP32[(this.ptr + UD.enforce) >> 2] = on ? 1 : 0;
   }
 }
 
@@ -253,8 +188,12 @@ export class LuaVm {
   private readonly api: LuaModule;
   readonly allocFn: number;
   private readonly budgetOf = new Map<number, StateBudget>();
-  /** Whether allocations are accounted inside wasm (accountingAllocator) rather than in JS. */
-  readonly nativeAllocator: boolean;
+  /** The per-state arenas in wasm (state-allocator.ts); null when the module's exports were not caught. */
+  readonly arena: StateAllocator | null;
+  /** Whether allocations are accounted inside wasm rather than in JS. */
+  get nativeAllocator(): boolean {
+    return this.arena !== null;
+  }
   readonly hookFn: number;
   private runningBudget: StateBudget | null = null;
   /** The budget inside a call right now: its memory cap binds while it is. */
@@ -293,11 +232,10 @@ export class LuaVm {
     this.api = api;
     const m = api;
     this.lenPtr = m._malloc(8);
-    const native = accountingAllocator(exports);
-    this.nativeAllocator = native !== null;
-    // The same accounting in JS, should the wasm one be unavailable.
+    this.arena = stateAllocator(exports);
+    // The same accounting in JS over the module's allocator, should the wasm one be unavailable.
     this.allocFn = m.addFunction(
-      native ??
+      this.arena?.alloc ??
         ((ud: number, ptr: number, osize: number, nsize: number): number => {
           const h: Int32Array = m.HEAP32;
           const u = ud >> 2;
@@ -665,12 +603,13 @@ export class LuaVm {
 
   /** A new state with its own memory cap; returns its pointer and budget. */
   newState(memoryLimit: number): { L: number; budget: StateBudget; id: number } {
-    const ptr: number = this.m._malloc(16);
+    const ptr: number = this.m._malloc(UD.size);
     if (!ptr) throw new Error('cannot create a Lua state (wasm heap exhausted)');
     const budget = new StateBudget(this.m, ptr, memoryLimit);
     const L = this.m._lua_newstate(this.allocFn, ptr);
     if (!L) {
       budget.closed = true;
+      this.arena?.drop(ptr);
       this.m._free(ptr);
       throw new Error('cannot create a Lua state (out of memory)');
     }
@@ -683,7 +622,9 @@ export class LuaVm {
   closeState(L: number, id: number): void {
     const budget = this.budgetOf.get(id);
     if (budget && this.running === budget) this.running = null;
-    this.m._lua_close(L);
+    // An arena goes at once, every object with it; the module's own allocator needs the walk.
+    if (this.arena) this.arena.drop(id);
+    else this.m._lua_close(L);
     if (budget) budget.closed = true;
     this.budgetOf.delete(id);
     this.m._free(id);

@@ -1,0 +1,223 @@
+/**
+ * A small assembler for the few wasm functions the script host writes itself (the per-state
+ * allocator of lua-vm.ts): bodies in the linear form of the WebAssembly text format, one
+ * instruction per line, `;;` comments. Enough of the language for that code and no more:
+ * i32/i64 locals, void blocks, loops and ifs with optional `$labels`, calls by `$name`, and
+ * the integer, memory and control instructions listed in OPCODES. An unknown instruction, local,
+ * label or function is an error naming the function and line.
+ */
+
+type ValType = 'i32' | 'i64';
+
+export interface AsmFunction {
+  name: string;
+  /** Parameter names, all i32. */
+  params: string[];
+  result?: ValType;
+  locals?: Record<string, ValType>;
+  exported?: boolean;
+  body: string;
+}
+
+export interface AsmImportedFunction {
+  name: string;
+  /** `module.field` in the import object. */
+  from: [string, string];
+  params: number;
+  result: boolean;
+}
+
+export interface AsmModule {
+  /** The imported memory as `module.field`. */
+  memory: [string, string];
+  imports: AsmImportedFunction[];
+  functions: AsmFunction[];
+}
+
+const VAL: Record<ValType, number> = { i32: 0x7f, i64: 0x7e };
+
+/** Instructions without immediates. */
+const OPCODES: Record<string, number> = {
+  return: 0x0f,
+  drop: 0x1a,
+  select: 0x1b,
+  'i32.eqz': 0x45,
+  'i32.eq': 0x46,
+  'i32.ne': 0x47,
+  'i32.lt_u': 0x49,
+  'i32.gt_u': 0x4b,
+  'i32.le_u': 0x4d,
+  'i32.ge_u': 0x4f,
+  'i64.gt_s': 0x55,
+  'i32.add': 0x6a,
+  'i32.sub': 0x6b,
+  'i32.and': 0x71,
+  'i32.shl': 0x74,
+  'i32.shr_u': 0x76,
+  'i64.add': 0x7c,
+  'i64.sub': 0x7d,
+  'i32.wrap_i64': 0xa7,
+  'i64.extend_i32_s': 0xac,
+  'i64.extend_i32_u': 0xad,
+};
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
+  return out;
+}
+
+function sleb(n: bigint): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = Number(n & 0x7fn);
+    n >>= 7n;
+    if ((n === 0n && !(b & 0x40)) || (n === -1n && b & 0x40)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+const name = (s: string): number[] => [...uleb(s.length), ...Buffer.from(s, 'latin1')];
+const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
+const section = (id: number, content: number[]): number[] => [id, ...uleb(content.length), ...content];
+
+function assembleBody(f: AsmFunction, funcIndex: Map<string, number>): number[] {
+  const locals = new Map<string, number>();
+  f.params.forEach((p, i) => locals.set(p, i));
+  const declared = Object.entries(f.locals ?? {});
+  declared.forEach(([n], i) => locals.set(n, f.params.length + i));
+  const code: number[] = [];
+  // Open blocks, innermost last: their labels, for br depths.
+  const blocks: (string | null)[] = [];
+  const lines = f.body.split('\n');
+  lines.forEach((raw, lineNo) => {
+    const text = raw.replace(/;;.*$/, '').trim();
+    if (!text) return;
+    const [op, ...args] = text.split(/\s+/);
+    const fail = (why: string): never => {
+      throw new Error(`wasm-asm: ${f.name} line ${lineNo + 1} "${text}": ${why}`);
+    };
+    const ref = (map: Map<string, number>, what: string): number => {
+      const a = args[0];
+      if (!a?.startsWith('$') || !map.has(a.slice(1))) fail(`unknown ${what}`);
+      return map.get(a.slice(1))!;
+    };
+    const depth = (): number => {
+      const label = args[0]?.startsWith('$') ? args[0].slice(1) : fail('a branch needs a $label');
+      const i = blocks.lastIndexOf(label);
+      if (i < 0) fail('unknown label');
+      return blocks.length - 1 - i;
+    };
+    const memarg = (): number[] => {
+      const m = /^offset=(\d+)$/.exec(args[0] ?? 'offset=0');
+      if (!m) fail('bad memory offset');
+      return [0x02, ...uleb(Number(m![1]))];
+    };
+    switch (op) {
+      case 'local.get':
+        code.push(0x20, ...uleb(ref(locals, 'local')));
+        break;
+      case 'local.set':
+        code.push(0x21, ...uleb(ref(locals, 'local')));
+        break;
+      case 'local.tee':
+        code.push(0x22, ...uleb(ref(locals, 'local')));
+        break;
+      case 'call':
+        code.push(0x10, ...uleb(ref(funcIndex, 'function')));
+        break;
+      case 'i32.const':
+        code.push(0x41, ...sleb(BigInt.asIntN(32, BigInt(args[0] ?? fail('missing value')))));
+        break;
+      case 'i64.const':
+        code.push(0x42, ...sleb(BigInt(args[0] ?? fail('missing value'))));
+        break;
+      case 'i32.load':
+        code.push(0x28, ...memarg());
+        break;
+      case 'i32.store':
+        code.push(0x36, ...memarg());
+        break;
+      case 'memory.copy':
+        code.push(0xfc, 0x0a, 0x00, 0x00);
+        break;
+      case 'block':
+      case 'loop':
+      case 'if':
+        code.push(op === 'block' ? 0x02 : op === 'loop' ? 0x03 : 0x04, 0x40);
+        blocks.push(args[0]?.startsWith('$') ? args[0].slice(1) : null);
+        break;
+      case 'else':
+        if (!blocks.length) fail('else outside if');
+        code.push(0x05);
+        break;
+      case 'end':
+        if (!blocks.length) fail('end without a block');
+        blocks.pop();
+        code.push(0x0b);
+        break;
+      case 'br':
+        code.push(0x0c, ...uleb(depth()));
+        break;
+      case 'br_if':
+        code.push(0x0d, ...uleb(depth()));
+        break;
+      default:
+        if (!(op in OPCODES)) fail('unknown instruction');
+        code.push(OPCODES[op]);
+    }
+  });
+  if (blocks.length) throw new Error(`wasm-asm: ${f.name}: ${blocks.length} block(s) not closed`);
+  // Consecutive locals of one type share a declaration.
+  const groups: number[][] = [];
+  for (const [, t] of declared) {
+    const last = groups[groups.length - 1];
+    if (last && last[1] === VAL[t]) last[0]++;
+    else groups.push([1, VAL[t]]);
+  }
+  const body = [...vec(groups.map(([n, t]) => [...uleb(n), t])), ...code, 0x0b];
+  return [...uleb(body.length), ...body];
+}
+
+/** The binary module. Functions are numbered imports first, then in the order given. */
+export function assemble(mod: AsmModule): Uint8Array<ArrayBuffer> {
+  const funcIndex = new Map<string, number>();
+  [...mod.imports.map((f) => f.name), ...mod.functions.map((f) => f.name)].forEach((n, i) => funcIndex.set(n, i));
+  // One type per distinct signature.
+  const types: string[] = [];
+  const typeOf = (params: number, result: ValType | undefined): number => {
+    const key = `${params}:${result ?? ''}`;
+    let i = types.indexOf(key);
+    if (i < 0) i = types.push(key) - 1;
+    return i;
+  };
+  const importTypes = mod.imports.map((f) => typeOf(f.params, f.result ? 'i32' : undefined));
+  const funcTypes = mod.functions.map((f) => typeOf(f.params.length, f.result));
+  const typeSection = vec(
+    types.map((key) => {
+      const [n, r] = key.split(':');
+      return [0x60, ...vec(Array.from({ length: Number(n) }, () => [VAL.i32])), ...vec(r ? [[VAL[r as ValType]]] : [])];
+    }),
+  );
+  const imports = [
+    [...name(mod.memory[0]), ...name(mod.memory[1]), 0x02, 0x00, 0x00],
+    ...mod.imports.map((f, i) => [...name(f.from[0]), ...name(f.from[1]), 0x00, ...uleb(importTypes[i])]),
+  ];
+  const exportsList = mod.functions.flatMap((f) => (f.exported ? [[...name(f.name), 0x00, ...uleb(funcIndex.get(f.name)!)]] : []));
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, typeSection),
+    ...section(2, vec(imports)),
+    ...section(3, vec(funcTypes.map((t) => uleb(t)))),
+    ...section(7, vec(exportsList)),
+    ...section(10, vec(mod.functions.map((f) => assembleBody(f, funcIndex)))),
+  ]);
+}
