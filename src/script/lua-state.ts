@@ -46,7 +46,8 @@ export class LuaState {
   readonly budget: StateBudget;
   private tracebackRef = 0;
   closed = false;
-  private host = new Map<string, HostFunction>();
+  /** The host functions of this state, by the number their closure carries. */
+  private host: HostFunction[] = [];
 
   constructor(
     readonly vm: LuaVm,
@@ -73,30 +74,25 @@ export class LuaState {
     this.vm.registerState(this);
   }
 
-  /** Makes `fn` callable from Lua as the global (or dotted table path) `name`. */
+  /** Makes `fn` callable from Lua as the global `name`. */
   define(name: string, fn: HostFunction): void {
-    this.host.set(name, fn);
-    const m = this.vm.m;
-    const parts = name.split('.');
-    if (parts.length === 1) {
-      this.vm.pushHostClosure(this.L, name);
-      m._lua_setglobal(this.L, this.vm.cstr(name));
-      return;
-    }
-    // A one-level table such as VPOP3.HexString.
-    if (m._lua_getglobal(this.L, this.vm.cstr(parts[0])) !== T_TABLE) {
-      m._lua_settop(this.L, -2);
-      m._lua_createtable(this.L, 0, 8);
-      m._lua_pushvalue(this.L, -1);
-      m._lua_setglobal(this.L, this.vm.cstr(parts[0]));
-    }
-    this.vm.pushHostClosure(this.L, name);
-    m._lua_setfield(this.L, -2, this.vm.cstr(parts[1]));
-    m._lua_settop(this.L, -2);
+    this.vm.pushHostClosure(this.L, this.host.push(fn) - 1);
+    this.vm.m._lua_setglobal(this.L, this.vm.cstr(name));
   }
 
-  hostFunction(name: string): HostFunction | undefined {
-    return this.host.get(name);
+  /** Makes each of `fns` callable from Lua as a field of the global table `name`, made here. */
+  defineTable(name: string, fns: [string, HostFunction][]): void {
+    const m = this.vm.m;
+    m._lua_createtable(this.L, 0, fns.length);
+    for (const [field, fn] of fns) {
+      this.vm.pushHostClosure(this.L, this.host.push(fn) - 1);
+      m._lua_setfield(this.L, -2, this.vm.cstr(field));
+    }
+    m._lua_setglobal(this.L, this.vm.cstr(name));
+  }
+
+  hostFunction(index: number): HostFunction | undefined {
+    return this.host[index];
   }
 
   /** Runs one of our own chunks, compiled once per VM (a state costs less to make). */

@@ -299,16 +299,16 @@ export class LuaVm {
   }
 
   /**
-   * The one C function behind every host function: its upvalue names the JS function to run.
+   * The one C function behind every host function: its upvalue numbers the JS function to run.
    * A JS error becomes a Lua error at the caller's line.
    */
   private dispatch(L: number): number {
     const m = this.m;
     const state = this.runningState ?? this.byL.get(L);
-    const name = this.toStr(L, LUA_REGISTRYINDEX - 1);
-    const fn = name ? state?.hostFunction(name) : undefined;
+    const index = Number(m._lua_tointegerx(L, LUA_REGISTRYINDEX - 1, 0));
+    const fn = state?.hostFunction(index);
     if (!state || !fn) {
-      this.pushString(L, `host function ${name ?? '?'} unavailable`);
+      this.pushString(L, `host function ${index} unavailable`);
       return m._lua_error(L);
     }
     const prevCur = state.cur;
@@ -583,8 +583,8 @@ export class LuaVm {
     return 3 + n;
   }
 
-  pushHostClosure(L: number, name: string): void {
-    this.pushString(L, name);
+  pushHostClosure(L: number, index: number): void {
+    this.m._lua_pushinteger(L, BigInt(index));
     this.m._lua_pushcclosure(L, this.hostFn, 1);
   }
 

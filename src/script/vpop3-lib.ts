@@ -19,7 +19,7 @@
  */
 import { createHash, createHmac } from 'node:crypto';
 import type { MimePart } from '../message/types.js';
-import type { LuaState, LuaValue } from './lua-state.js';
+import type { HostFunction, LuaState, LuaValue } from './lua-state.js';
 import { T_NUMBER, T_STRING, T_TABLE } from './lua-vm.js';
 import { MessageFile, type MessageContext } from './vpop3-message.js';
 
@@ -177,9 +177,10 @@ export function installVpop3Library(state: LuaState, options: Vpop3Options = {})
   const maxBytes = options.maxBytes !== undefined && options.maxBytes > 0 ? Math.floor(options.maxBytes) : DEFAULT_MAX_BYTES;
   const lib = new Vpop3Library(maxBytes);
   libraries.set(state, lib);
+  const fns: [string, HostFunction][] = [];
   const def = (name: string, fn: (a: Args, fname: string) => LuaValue[]): void => {
     const fname = `VPOP3.${name}`;
-    state.define(fname, (s, values) => fn(new Args(s, values, fname), fname));
+    fns.push([name, (s, values) => fn(new Args(s, values, fname), fname)]);
   };
 
   // ---- The message being processed (ProcessMessage only) ----
@@ -228,5 +229,6 @@ export function installVpop3Library(state: LuaState, options: Vpop3Options = {})
     const key = a.bytes(2);
     return [toByteTable(createHmac(alg, key).update(text).digest())];
   });
+  state.defineTable('VPOP3', fns);
   return lib;
 }
