@@ -45,6 +45,11 @@ export class LuaState {
   private readonly id: number;
   readonly budget: StateBudget;
   private tracebackRef = 0;
+  /** The registry reference of collectgarbage, and whether the collector is still stopped. */
+  private readonly collector: number;
+  private collecting = false;
+  /** Set while one of our own chunks runs (runInternal). */
+  private internal = false;
   closed = false;
   /** The host functions of this state, by the number their closure carries. */
   private host: HostFunction[] = [];
@@ -58,7 +63,10 @@ export class LuaState {
     this.L = s.L;
     this.id = s.id;
     this.budget = s.budget;
-    vm.openLibs(this.L);
+    // The collector waits until the script's own code first runs: the libraries, the sandbox
+    // and the helpers are all live, and a state is made per connection, so collecting while it
+    // is being built (as its heap doubles from nothing) would only walk them again and again.
+    this.collector = vm.openLibs(this.L);
     // Budgeted pattern matching, which the prelude installs in the string library.
     vm.installPatterns(this.L);
     this.setupHostDispatch();
@@ -97,7 +105,12 @@ export class LuaState {
 
   /** Runs one of our own chunks, compiled once per VM (a state costs less to make). */
   runInternal(code: string, chunkName: string): CallResult {
-    return this.loadAndRun(internalChunk(this.vm, code, chunkName), chunkName, 'b');
+    this.internal = true;
+    try {
+      return this.loadAndRun(internalChunk(this.vm, code, chunkName), chunkName, 'b');
+    } finally {
+      this.internal = false;
+    }
   }
 
   /**
@@ -204,6 +217,10 @@ export class LuaState {
   private pcall(base: number, nargs: number, budget?: CallBudget, bytes = false): CallResult {
     const m = this.vm.m;
     const L = this.L;
+    if (!this.collecting && !this.internal) {
+      this.collecting = true;
+      this.vm.collect(L, this.collector, 'restart');
+    }
     // Put the traceback handler under the function and its arguments.
     m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.tracebackRef));
     m._lua_rotate(L, base + 1, 1);

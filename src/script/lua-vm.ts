@@ -636,7 +636,7 @@ export class LuaVm {
    * sandbox removes anyway: they are the costliest to open (file handles, search paths), and a
    * state is opened per connection. debug serves the prelude only.
    */
-  openLibs(L: number): void {
+  openLibs(L: number): number {
     const m = this.m;
     const libs: [string, (L: number) => number][] = [
       ['_G', m._luaopen_base],
@@ -651,14 +651,33 @@ export class LuaVm {
     // Registered in package.loaded as luaL_requiref does: argument errors name a library
     // function by looking it up there ("bad argument #1 to 'string.find'").
     m._luaL_getsubtable(L, LUA_REGISTRYINDEX, this.cstr('_LOADED'));
+    let collector = 0;
     for (const [name, open] of libs) {
       // Each pushes its library table (base fills the globals table and pushes it).
       open(L);
+      if (collector === 0) {
+        m._lua_getfield(L, -1, this.cstr('collectgarbage'));
+        collector = m._luaL_ref(L, LUA_REGISTRYINDEX);
+        this.collect(L, collector, 'stop');
+      }
       m._lua_pushvalue(L, -1);
       m._lua_setfield(L, -3, this.cstr(name));
       m._lua_setglobal(L, this.cstr(name));
     }
     m._lua_settop(L, -2);
+    return collector;
+  }
+
+  /**
+   * collectgarbage(what) of the base library, kept under the registry reference `collector`
+   * (lua_gc itself is not exported by this build). Options without arguments only, which
+   * cannot fail: the call is unprotected.
+   */
+  collect(L: number, collector: number, what: 'stop' | 'restart'): void {
+    const m = this.m;
+    m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(collector));
+    this.pushString(L, what);
+    m._lua_callk(L, 1, 0, 0, 0);
   }
 
   /** Arms the count hook for a call on `L`. */

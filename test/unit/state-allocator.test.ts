@@ -138,3 +138,23 @@ test('the assembler names the function and line of a mistake', () => {
   const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), { e: { m: new WebAssembly.Memory({ initial: 1 }) } });
   assert.equal((inst.exports.twice as (x: number) => number)(21), 42);
 });
+
+test('the collector of a new state waits for the script: stopped while the sandbox is built, running from the first script call on', async () => {
+  const { LuaState } = await import('../../src/script/lua-state.js');
+  const st = new LuaState(vm, 8 * 1024 * 1024, '=gc');
+  try {
+    const r = st.loadAndRun(
+      Buffer.from(`running = collectgarbage('isrunning')
+        for i = 1, 300000 do local t = { i, tostring(i) } end`),
+      '=gc',
+      't',
+      { timeMs: 10_000, instructions: Infinity },
+    );
+    assert.equal(r.kind, 'ok');
+    assert.equal(st.getGlobal('running'), true);
+    // 300,000 tables and strings of garbage would need far more than this without collection.
+    assert.ok(st.memoryUsed < 2 * 1024 * 1024, `${st.memoryUsed}`);
+  } finally {
+    st.close();
+  }
+});
