@@ -352,6 +352,24 @@ export async function runPeers(ctx: BenchContext, list: Scenario[]): Promise<Pee
   };
 }
 
+/**
+ * How fast server `a` ran against server `b` in a scenario: the median over repetitions of the
+ * ratio of their two runs in that repetition. The runs of one repetition follow each other, so
+ * on a shared machine whose speed drifts between repetitions this compares like with like.
+ */
+export function pairedRatio(trials: Trial[], a: ServerId, b: ServerId, scenario: string): number | null {
+  const runs = (id: ServerId): (number | null)[] => trials.filter((t) => t.server === id && t.scenario === scenario).map((t) => t.rate);
+  const x = runs(a);
+  const y = runs(b);
+  const ratios: number[] = [];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const xi = x[i];
+    const yi = y[i];
+    if (xi !== null && yi !== null && yi > 0) ratios.push(xi / yi);
+  }
+  return median(ratios);
+}
+
 /** The median rate of a server in a scenario of the peer table. */
 export function medianRate(trials: Trial[], id: ServerId, scenario: string): number | null {
   return median(trials.filter((t) => t.server === id && t.scenario === scenario && t.rate !== null).map((t) => t.rate as number));
