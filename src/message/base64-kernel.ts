@@ -1,3 +1,5 @@
+import { name, section, sleb, uleb, vec } from '../util/wasm-encoding.js';
+
 /**
  * A WebAssembly SIMD kernel that counts base64 alphabet characters 16 bytes at a time, for the
  * parts whose decoded bytes nobody reads (only their decoded size is reported). A JavaScript
@@ -108,34 +110,6 @@ const V128_OR = 0x50;
 const V128_ANY_TRUE = 0x53;
 const I8X16_BITMASK = 0x64;
 const I8X16_SHR_U = 0x6d;
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
-const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
-const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
-const name = (s: string): number[] => [...uleb(s.length), ...Buffer.from(s, 'utf8')];
 
 /** The bytes of the module described above. */
 export function base64KernelModule(): Uint8Array<ArrayBuffer> {

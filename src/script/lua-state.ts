@@ -45,8 +45,9 @@ export class LuaState {
   private readonly id: number;
   readonly budget: StateBudget;
   private tracebackRef = 0;
-  /** The registry reference of collectgarbage, and whether the collector is still stopped. */
+  /** The registry reference of collectgarbage. */
   private readonly collector: number;
+  /** Whether the collector runs (it waits for the script's first call, see the constructor). */
   private collecting = false;
   /** Set while one of our own chunks runs (runInternal). */
   private internal = false;

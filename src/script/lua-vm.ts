@@ -46,7 +46,7 @@ export class StateBudget {
     readonly ptr: number,
     readonly memoryLimit: number,
   ) {
-    (m.HEAPU8 as Uint8Array).fill(0, ptr, ptr + UD.size);
+    m.HEAPU8.fill(0, ptr, ptr + UD.size);
     // An int32 cap: 2 GB is more than a wasm32 heap gives anyway.
     m.HEAP32[(ptr + UD.cap) >> 2] = Math.min(memoryLimit, 0x7fffffff);
   }

@@ -98,6 +98,30 @@ const pushFree = (block: string, size: string): string => `
     local.get ${block}
     i32.store offset=${UD.FREE}`;
 
+/**
+ * Frees every block of the list whose head is at offset `head` of the user data, each block
+ * linked to the next by its word at offset `next` (uses $k and $n).
+ */
+const freeEach = (head: number, next: number): string => `
+    local.get $ud
+    i32.load offset=${head}
+    local.set $k
+    block $done
+      loop $next
+        local.get $k
+        i32.eqz
+        br_if $done
+        local.get $k
+        i32.load offset=${next}
+        local.set $n
+        local.get $k
+        call $free
+        local.get $n
+        local.set $k
+        br $next
+      end
+    end`;
+
 const MODULE: AsmModule = {
   memory: ['e', 'm'],
   imports: [
@@ -410,43 +434,8 @@ const MODULE: AsmModule = {
       exported: true,
       params: ['ud'],
       locals: { k: 'i32', n: 'i32' },
-      body: `
-    local.get $ud
-    i32.load offset=${UD.chunks}
-    local.set $k
-    block $chunks_done
-      loop $chunk
-        local.get $k
-        i32.eqz
-        br_if $chunks_done
-        local.get $k
-        i32.load offset=0
-        local.set $n
-        local.get $k
-        call $free
-        local.get $n
-        local.set $k
-        br $chunk
-      end
-    end
-    local.get $ud
-    i32.load offset=${UD.large}
-    local.set $k
-    block $large_done
-      loop $large
-        local.get $k
-        i32.eqz
-        br_if $large_done
-        local.get $k
-        i32.load offset=4
-        local.set $n
-        local.get $k
-        call $free
-        local.get $n
-        local.set $k
-        br $large
-      end
-    end`,
+      body: `${freeEach(UD.chunks, 0)}
+    ${freeEach(UD.large, 4)}`,
     },
   ],
 };

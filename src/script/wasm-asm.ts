@@ -1,3 +1,5 @@
+import { name, section, sleb, uleb, vec } from '../util/wasm-encoding.js';
+
 /**
  * A small assembler for the few wasm functions the script host writes itself (the per-state
  * allocator of lua-vm.ts): bodies in the linear form of the WebAssembly text format, one
@@ -36,6 +38,12 @@ export interface AsmModule {
 
 const VAL: Record<ValType, number> = { i32: 0x7f, i64: 0x7e };
 
+/** Instructions whose immediate is a local, a function, a memory offset or a branch depth. */
+const LOCAL_OPS: Record<string, number> = { 'local.get': 0x20, 'local.set': 0x21, 'local.tee': 0x22 };
+const MEMORY_OPS: Record<string, number> = { 'i32.load': 0x28, 'i32.store': 0x36 };
+const BRANCH_OPS: Record<string, number> = { br: 0x0c, br_if: 0x0d };
+const BLOCK_OPS: Record<string, number> = { block: 0x02, loop: 0x03, if: 0x04 };
+
 /** Instructions without immediates. */
 const OPCODES: Record<string, number> = {
   return: 0x0f,
@@ -60,34 +68,6 @@ const OPCODES: Record<string, number> = {
   'i64.extend_i32_s': 0xac,
   'i64.extend_i32_u': 0xad,
 };
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
-
-function sleb(n: bigint): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = Number(n & 0x7fn);
-    n >>= 7n;
-    if ((n === 0n && !(b & 0x40)) || (n === -1n && b & 0x40)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
-const name = (s: string): number[] => [...uleb(s.length), ...Buffer.from(s, 'latin1')];
-const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
-const section = (id: number, content: number[]): number[] => [id, ...uleb(content.length), ...content];
 
 function assembleBody(f: AsmFunction, funcIndex: Map<string, number>): number[] {
   const locals = new Map<string, number>();
@@ -121,16 +101,24 @@ function assembleBody(f: AsmFunction, funcIndex: Map<string, number>): number[] 
       if (!m) fail('bad memory offset');
       return [0x02, ...uleb(Number(m![1]))];
     };
+    if (Object.hasOwn(LOCAL_OPS, op)) {
+      code.push(LOCAL_OPS[op], ...uleb(ref(locals, 'local')));
+      return;
+    }
+    if (Object.hasOwn(MEMORY_OPS, op)) {
+      code.push(MEMORY_OPS[op], ...memarg());
+      return;
+    }
+    if (Object.hasOwn(BRANCH_OPS, op)) {
+      code.push(BRANCH_OPS[op], ...uleb(depth()));
+      return;
+    }
+    if (Object.hasOwn(BLOCK_OPS, op)) {
+      code.push(BLOCK_OPS[op], 0x40);
+      blocks.push(args[0]?.startsWith('$') ? args[0].slice(1) : null);
+      return;
+    }
     switch (op) {
-      case 'local.get':
-        code.push(0x20, ...uleb(ref(locals, 'local')));
-        break;
-      case 'local.set':
-        code.push(0x21, ...uleb(ref(locals, 'local')));
-        break;
-      case 'local.tee':
-        code.push(0x22, ...uleb(ref(locals, 'local')));
-        break;
       case 'call':
         code.push(0x10, ...uleb(ref(funcIndex, 'function')));
         break;
@@ -140,20 +128,8 @@ function assembleBody(f: AsmFunction, funcIndex: Map<string, number>): number[] 
       case 'i64.const':
         code.push(0x42, ...sleb(BigInt(args[0] ?? fail('missing value'))));
         break;
-      case 'i32.load':
-        code.push(0x28, ...memarg());
-        break;
-      case 'i32.store':
-        code.push(0x36, ...memarg());
-        break;
       case 'memory.copy':
         code.push(0xfc, 0x0a, 0x00, 0x00);
-        break;
-      case 'block':
-      case 'loop':
-      case 'if':
-        code.push(op === 'block' ? 0x02 : op === 'loop' ? 0x03 : 0x04, 0x40);
-        blocks.push(args[0]?.startsWith('$') ? args[0].slice(1) : null);
         break;
       case 'else':
         if (!blocks.length) fail('else outside if');
@@ -164,14 +140,8 @@ function assembleBody(f: AsmFunction, funcIndex: Map<string, number>): number[] 
         blocks.pop();
         code.push(0x0b);
         break;
-      case 'br':
-        code.push(0x0c, ...uleb(depth()));
-        break;
-      case 'br_if':
-        code.push(0x0d, ...uleb(depth()));
-        break;
       default:
-        if (!(op in OPCODES)) fail('unknown instruction');
+        if (!Object.hasOwn(OPCODES, op)) fail('unknown instruction');
         code.push(OPCODES[op]);
     }
   });
