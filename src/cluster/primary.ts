@@ -34,11 +34,12 @@ type Ready = { ok: true; bound: BoundService[] } | { ok: false; error: string };
 
 /**
  * The primary of several SMTP worker processes. It runs everything but the SMTP listeners:
- * queue recovery and index, local delivery, the relay, the control socket and the admin API.
- * Workers accept mail and commit it to the spool; a committed message reaches this process
- * by an IPC hand-off, or, when its worker died before the hand-off was read, by a rescan of
- * the dead worker's spool files once its channel is closed. Each message is added once
- * (TrackedQueueIndex), so it has one owner and one delivery.
+ * queue recovery and index, local delivery retries, the relay, the control socket and the
+ * admin API. Workers accept mail, commit it to the spool and make the first attempt at local
+ * mailboxes; a message they did not settle reaches this process by an IPC hand-off, or, when
+ * its worker died before the hand-off was read, by a rescan of the dead worker's spool files
+ * once its channel is closed. Each message is added once (TrackedQueueIndex), so it has one
+ * owner at a time; a mailbox reached before a worker died keeps one copy (maildirName).
  */
 export class ClusterPrimary {
   readonly server: MoonpostServer;
@@ -170,9 +171,13 @@ export class ClusterPrimary {
         if (opened) this.metrics.connections.inc({ worker: slot.id }, opened);
         break;
       }
-      case 'script-stats':
+      case 'stats': {
         this.scriptMetrics?.report(slot.id, { hooks: m.hooks, histograms: m.histograms });
+        const counters = this.server.dispatcher.counters;
+        counters.delivered += m.local.delivered;
+        counters.deferred += m.local.deferred;
         break;
+      }
       case 'hello': {
         // Queue ids carry their process's random tag; a dead worker's files are found by it,
         // so two live processes must not share one.

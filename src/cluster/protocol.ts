@@ -26,11 +26,14 @@ export type WorkerMessage =
   | { t: 'hello'; tag: string }
   | { t: 'ready'; bound: BoundService[] }
   | { t: 'failed'; error: string }
-  /** A message committed to the spool (its envelope is on disk): the primary now owns it. */
+  /** A committed message the worker did not settle (envelope as on disk): the primary now owns it. */
   | { t: 'queued'; env: Envelope }
   | { t: 'events'; events: ForwardedEvent[] }
-  /** The worker's script callback counters and latency buckets so far (cumulative). */
-  | { t: 'script-stats'; hooks: Record<string, HookStats>; histograms: Record<string, number[]> }
+  /**
+   * The worker's script callback counters and latency buckets so far (cumulative), and the
+   * local deliveries it made since its last report.
+   */
+  | { t: 'stats'; hooks: Record<string, HookStats>; histograms: Record<string, number[]>; local: { delivered: number; deferred: number } }
   | { t: 'bye' };
 
 export type PrimaryMessage =

@@ -7,7 +7,7 @@ import type { TrackedQueueIndex } from './tracked-queue.js';
 
 /**
  * Takes into the queue the committed messages of a dead worker that never reached the primary,
- * and removes what the worker left unfinished (never acknowledged). Only files whose queue id
+ * and removes what the worker left unfinished (never acknowledged) and its spare envelope files. Only files whose queue id
  * carries the worker's tag: another worker's commit in progress is that worker's to hand over.
  * Call it once the worker's IPC channel is closed, so no hand-off of it can still arrive.
  */
@@ -34,6 +34,8 @@ export async function rescanSpool(spool: Spool, queue: TrackedQueueIndex, tag: s
       removed.push(`${id}.env`);
       continue;
     }
+    // An envelope rewrite the worker never finished: the envelope it would have replaced stands.
+    await unlink(join(spool.dir, `${id}.env.tmp`)).catch(() => undefined);
     if (queue.offer(env)) rescued.push(id);
   }
   for (const name of mine) {
@@ -45,5 +47,6 @@ export async function rescanSpool(spool: Spool, queue: TrackedQueueIndex, tag: s
       removed.push(name);
     }
   }
+  await spool.dropSpares(tag);
   return { rescued, removed };
 }

@@ -8,6 +8,10 @@ import { ScriptHost } from '../script/script-host.js';
 import type { Listener } from '../smtp/listener.js';
 import { drainListeners, startListeners, type BoundService } from '../server.js';
 import { EventForwarder, scriptSnapshot } from './forward.js';
+import { WorkerDelivery } from './worker-delivery.js';
+import { MaildirDelivery } from '../delivery/maildir.js';
+import { DirSyncers } from '../util/fsync.js';
+import { join } from 'node:path';
 import { queueIdTag, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 
 const STATS_MS = 2000;
@@ -23,13 +27,17 @@ function send(m: WorkerMessage, done?: () => void): void {
 /**
  * One SMTP worker: the listeners (sharing the primary's sockets), its own script states, policy
  * services and connection limits, writing accepted mail to the shared spool. It keeps no queue:
- * each committed message is handed to the primary, which alone delivers.
+ * it makes the first attempt at local mailboxes (WorkerDelivery) and hands every message not
+ * settled by it to the primary, which alone retries and relays.
  */
 export class SmtpWorker {
   private listeners: Listener[] = [];
   readonly scripts: ScriptHost;
   private readonly forwarder: EventForwarder | null;
   private statsTimer: NodeJS.Timeout | null = null;
+  private delivery: WorkerDelivery | null = null;
+  /** The local delivery counts already reported to the primary. */
+  private reported = { delivered: 0, deferred: 0 };
   private stopping: Promise<void> | null = null;
 
   constructor(
@@ -44,6 +52,10 @@ export class SmtpWorker {
   async start(): Promise<BoundService[]> {
     const spool = new Spool(this.config.dataDir, this.config.queue.fsync);
     await spool.init();
+    const fsync = this.config.queue.fsync;
+    const maildir = new MaildirDelivery(join(this.config.dataDir, 'mail'), new DirSyncers(fsync), fsync);
+    const delivery = new WorkerDelivery(spool, maildir, this.log.child({ part: 'delivery' }), (env) => send({ t: 'queued', env }));
+    this.delivery = delivery;
     await this.scripts.start();
     const fwd = this.forwarder;
     if (fwd) {
@@ -58,9 +70,8 @@ export class SmtpWorker {
       directory: new Directory(this.config),
       scripts: this.scripts,
       shared: policyServices(this.config),
-      // The envelope is on disk: from here the primary owns the message (and finds it in the
-      // spool should this hand-off never arrive).
-      onQueued: (env) => send({ t: 'queued', env }),
+      // The envelope is on disk: should this process die now, the primary finds it in the spool.
+      onQueued: (env) => delivery.take(env),
       observer: fwd ?? undefined,
       traceHooks: fwd ? (hooks, session) => fwd.traceHooks(hooks, session) : undefined,
     });
@@ -69,7 +80,10 @@ export class SmtpWorker {
   }
 
   private sendStats(): void {
-    send({ t: 'script-stats', ...scriptSnapshot(this.scripts.metrics) });
+    const now = { ...(this.delivery?.counters ?? this.reported) };
+    const local = { delivered: now.delivered - this.reported.delivered, deferred: now.deferred - this.reported.deferred };
+    this.reported = now;
+    send({ t: 'stats', ...scriptSnapshot(this.scripts.metrics), local });
   }
 
   reload(): Promise<void> {
@@ -81,6 +95,7 @@ export class SmtpWorker {
   stop(deadlineMs: number): Promise<void> {
     this.stopping ??= (async () => {
       await drainListeners(this.listeners, deadlineMs);
+      await this.delivery?.idle();
       this.scripts.stop();
       if (this.statsTimer) clearInterval(this.statsTimer);
       if (this.forwarder) {

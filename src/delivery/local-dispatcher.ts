@@ -33,7 +33,7 @@ export class LocalDispatcher {
 
   /** A freshly committed (or recovered) message. */
   enqueue(env: Envelope): void {
-    if (env.hold || !env.recipients.some((r) => r.state === 'pending' && r.route.kind === 'local')) return;
+    if (!hasLocalWork(env)) return;
     const wait = (env.nextAttempt ?? 0) - Date.now();
     if (wait > 0) {
       const t = setTimeout(() => {
@@ -70,45 +70,11 @@ export class LocalDispatcher {
     let retry: Envelope | null = null;
     await this.index.update(queued.id, async (env) => {
       if (env.hold) return false;
-      const source = this.index.spool.messagePath(env.id);
-      let failed = false;
-      let touched = false;
-      const done = new Map<string, Promise<string>>();
-      const reports: RecipientOutcome[] = [];
-      for (const r of env.recipients) {
-        if (r.state !== 'pending' || r.route.kind !== 'local') continue;
-        touched = true;
-        const mailbox = r.route.mailbox;
-        // Several recipients may share a mailbox (aliases): one copy each mailbox.
-        let p = done.get(mailbox);
-        if (!p) {
-          p = this.maildir.deliver(source, mailbox);
-          done.set(mailbox, p);
-        }
-        r.attempts = (r.attempts ?? 0) + 1;
-        try {
-          const file = await p;
-          r.state = 'delivered';
-          this.counters.delivered++;
-          this.log.info({ queueId: env.id, to: r.address, mailbox, file }, 'delivered');
-          if (wantsNotification(r.dsn?.notify, 'delivered')) {
-            reports.push({ address: r.address, action: 'delivered', status: '2.0.0', diagnostic: 'delivered to the mailbox', lastAttempt: new Date() });
-          }
-        } catch (err) {
-          failed = true;
-          this.counters.deferred++;
-          r.lastError = (err as Error).message;
-          this.log.warn({ queueId: env.id, to: r.address, mailbox, err: r.lastError, attempts: r.attempts }, 'local delivery deferred');
-        }
-      }
-      if (!touched) return false;
+      const pass = await deliverLocal(env, this.index.spool.messagePath(env.id), this.maildir, this.log, this.counters);
+      if (!pass.touched) return false;
       // Inside the lock: the message file is still there for the report.
-      if (reports.length && this.report) await this.report(env, reports);
-      if (failed) {
-        const attempts = Math.max(...env.recipients.map((r) => r.attempts ?? 0));
-        env.nextAttempt = Date.now() + Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.max(0, attempts - 1));
-        retry = env;
-      }
+      if (pass.reports.length && this.report) await this.report(env, pass.reports);
+      if (pass.failed) retry = env;
     });
     if (retry) this.enqueue(retry);
   }
@@ -126,4 +92,63 @@ export class LocalDispatcher {
     this.ready.length = 0;
     if (this.running) await new Promise<void>((res) => this.idleWaiters.push(res));
   }
+}
+
+export interface LocalPass {
+  /** Some local recipient was pending. */
+  touched: boolean;
+  /** Some mailbox failed: `env.nextAttempt` is set for the retry. */
+  failed: boolean;
+  /** Delivery notices asked for (NOTIFY=SUCCESS), for the caller to queue. */
+  reports: RecipientOutcome[];
+}
+
+/**
+ * One attempt at every pending local recipient of `env`, changing their states in place (the
+ * caller writes the envelope). Recipients that share a mailbox (aliases) share one copy.
+ */
+export async function deliverLocal(
+  env: Envelope,
+  source: string,
+  maildir: MaildirDelivery,
+  log: Logger,
+  counters: { delivered: number; deferred: number },
+): Promise<LocalPass> {
+  const pass: LocalPass = { touched: false, failed: false, reports: [] };
+  const done = new Map<string, Promise<string>>();
+  for (const r of env.recipients) {
+    if (r.state !== 'pending' || r.route.kind !== 'local') continue;
+    pass.touched = true;
+    const mailbox = r.route.mailbox;
+    let p = done.get(mailbox);
+    if (!p) {
+      p = maildir.deliver(source, mailbox, env.id);
+      done.set(mailbox, p);
+    }
+    r.attempts = (r.attempts ?? 0) + 1;
+    try {
+      const file = await p;
+      r.state = 'delivered';
+      counters.delivered++;
+      log.info({ queueId: env.id, to: r.address, mailbox, file }, 'delivered');
+      if (wantsNotification(r.dsn?.notify, 'delivered')) {
+        pass.reports.push({ address: r.address, action: 'delivered', status: '2.0.0', diagnostic: 'delivered to the mailbox', lastAttempt: new Date() });
+      }
+    } catch (err) {
+      pass.failed = true;
+      counters.deferred++;
+      r.lastError = (err as Error).message;
+      log.warn({ queueId: env.id, to: r.address, mailbox, err: r.lastError, attempts: r.attempts }, 'local delivery deferred');
+    }
+  }
+  if (pass.failed) {
+    const attempts = Math.max(...env.recipients.map((r) => r.attempts ?? 0));
+    env.nextAttempt = Date.now() + Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.max(0, attempts - 1));
+  }
+  return pass;
+}
+
+/** Local recipients are waiting and nothing holds the message. */
+export function hasLocalWork(env: Envelope): boolean {
+  return !env.hold && env.recipients.some((r) => r.state === 'pending' && r.route.kind === 'local');
 }

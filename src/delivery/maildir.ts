@@ -2,17 +2,23 @@ import { copyFile, link, mkdir, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { syncPath, type DirSyncers } from '../util/fsync.js';
+import { QUEUE_ID_SUFFIX } from '../queue/spool.js';
 
-let seq = 0;
 // Maildir names must not contain "/" or ":"; the host part is escaped as the spec says.
 const host = hostname().replace(/\//g, '\\057').replace(/:/g, '\\072');
 
-function uniqueName(size: number): string {
-  const now = Date.now();
-  seq = (seq + 1) % 1e9;
+/**
+ * The one name a queued message has in any Maildir: the time of acceptance (from the queue id,
+ * which starts with it) and the queue id itself, unique per server. A second delivery of the
+ * same message to the same folder (its first was cut short by a crash before the queue knew)
+ * meets the name already there and is not made twice.
+ */
+export function maildirName(queueId: string, size: number): string {
+  const parsed = parseInt(queueId.slice(0, -QUEUE_ID_SUFFIX), 36);
+  const now = Number.isSafeInteger(parsed) && parsed > 0 ? parsed : Date.now();
   const secs = Math.floor(now / 1000);
   const usec = (now % 1000) * 1000;
-  return `${secs}.M${usec}P${process.pid}Q${seq}.${host},S=${size}`;
+  return `${secs}.M${usec}Q${queueId}.${host},S=${size}`;
 }
 
 /**
@@ -39,23 +45,26 @@ export class MaildirDelivery {
     this.made.add(dir);
   }
 
-  /** Returns the delivered file's path. Throws with the mailbox named when it cannot. */
-  async deliver(sourcePath: string, mailbox: string): Promise<string> {
+  /**
+   * Delivers queued message `queueId` (stored at `sourcePath`) and returns the delivered file's
+   * path. Throws with the mailbox named when it cannot.
+   */
+  async deliver(sourcePath: string, mailbox: string, queueId: string): Promise<string> {
     const dir = this.folder(mailbox);
     try {
       await this.ensure(dir);
       const { size } = await stat(sourcePath);
-      const name = uniqueName(size);
+      const name = maildirName(queueId, size);
       const target = join(dir, 'new', name);
       try {
-        await link(sourcePath, target);
+        await linkOnce(sourcePath, target);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw err;
         const tmp = join(dir, 'tmp', name);
         await copyFile(sourcePath, tmp);
         if (this.fsync) await syncPath(tmp);
-        await link(tmp, target);
+        await linkOnce(tmp, target);
         await unlink(tmp);
       }
       if (this.fsync) await this.syncers.sync(join(dir, 'new'));
@@ -64,5 +73,14 @@ export class MaildirDelivery {
       this.made.delete(dir);
       throw new Error(`maildir ${dir}: ${(err as Error).message}`, { cause: err });
     }
+  }
+}
+
+/** A link whose name is taken already is the same message delivered before: done. */
+async function linkOnce(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
 }

@@ -58,7 +58,9 @@ export async function startServer(opts: HarnessOptions = {}, dataDir?: string): 
       } catch {
         return [];
       }
-      names.sort((a, b) => Number(a.split('Q')[1]?.split('.')[0]) - Number(b.split('Q')[1]?.split('.')[0]));
+      // Maildir names carry the queue id, which sorts by time of acceptance.
+      const id = (n: string): string => /Q([0-9A-Z]+)\./.exec(n)?.[1] ?? n;
+      names.sort((a, b) => (id(a) < id(b) ? -1 : id(a) > id(b) ? 1 : 0));
       return Promise.all(names.map((n) => readFile(join(folder, n), 'latin1')));
     },
     settle: () => server.dispatcher.idle(),

@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Spool, newQueueId } from '../../src/queue/spool.js';
 import type { Envelope } from '../../src/queue/envelope.js';
+import { queueIdTag } from '../../src/cluster/protocol.js';
 
 async function withSpool(fn: (spool: Spool, dir: string) => Promise<void>, fsync = false): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'moonpost-spool-'));
@@ -193,5 +194,35 @@ test('recover removes orphans, torn envelopes and temp files, keeps committed me
 test('recover on an empty spool', async () => {
   await withSpool(async (spool) => {
     assert.deepEqual(await spool.recover(), { envelopes: [], removed: [] });
+  });
+});
+
+test('a settled envelope file is kept aside and rewritten by the next commit (no new inode); spares are dropped by tag and at recovery', async () => {
+  await withSpool(async (spool, dir) => {
+    await commitMessage(spool, 'S1', 'one');
+    const ino = (await stat(join(spool.dir, 'S1.env'))).ino;
+    await spool.remove('S1');
+    assert.deepEqual(await queueFiles(spool), []);
+    const spares = await readdir(join(dir, 'queue-spare'));
+    assert.equal(spares.length, 1);
+    const env = await commitMessage(spool, 'S2', 'two', { sender: 'someone.else@example.com' });
+    assert.equal((await stat(join(spool.dir, 'S2.env'))).ino, ino, 'the next envelope reuses the file');
+    assert.deepEqual(await spool.read('S2'), env, 'and holds only the new envelope');
+    assert.deepEqual(await readdir(join(dir, 'queue-spare')), []);
+    // An id committed twice still fails with a spare at hand (the message file is exclusive).
+    await commitMessage(spool, 'S3', 'three');
+    await spool.remove('S3');
+    await assert.rejects(commitMessage(spool, 'S2', 'again'));
+    assert.deepEqual(await spool.read('S2'), env);
+
+    await spool.remove('S2');
+    assert.equal((await readdir(join(dir, 'queue-spare'))).length, 2, 'the failed commit took no spare');
+    await spool.dropSpares('ZZZZ');
+    assert.equal((await readdir(join(dir, 'queue-spare'))).length, 2, 'another process\'s tag: kept');
+    await spool.dropSpares(queueIdTag(newQueueId()));
+    assert.deepEqual(await readdir(join(dir, 'queue-spare')), [], 'this process\'s: gone');
+    await spool.remove((await commitMessage(spool, 'S4', 'four')).id);
+    await spool.recover();
+    assert.deepEqual(await readdir(join(dir, 'queue-spare')), [], 'recovery starts with none');
   });
 });

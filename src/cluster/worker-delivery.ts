@@ -1,0 +1,62 @@
+import type { Logger } from 'pino';
+import type { Envelope } from '../queue/envelope.js';
+import type { Spool } from '../queue/spool.js';
+import type { MaildirDelivery } from '../delivery/maildir.js';
+import { deliverLocal, hasLocalWork } from '../delivery/local-dispatcher.js';
+import { wantsNotification } from '../delivery/dsn.js';
+
+/**
+ * A worker's own first attempt at the mail it accepted. Local mailboxes are written at once in
+ * this process, as a single process does, so most messages never cross to the primary. What is
+ * left (relay recipients, a mailbox that failed, a delivery notice to queue, a held message) is
+ * written back to the spool and handed to the primary, which owns the message from then on.
+ *
+ * Should the worker die in between, the primary's rescan of its spool files finds the message
+ * with the envelope as last written; a mailbox it reached already keeps one copy, since a
+ * message has one name in every Maildir (maildirName).
+ */
+export class WorkerDelivery {
+  /** Recipients delivered and mailbox attempts that failed, in this process. */
+  readonly counters = { delivered: 0, deferred: 0 };
+  private readonly inflight = new Set<Promise<void>>();
+
+  constructor(
+    private readonly spool: Spool,
+    private readonly maildir: MaildirDelivery,
+    private readonly log: Logger,
+    private readonly handOff: (env: Envelope) => void,
+  ) {}
+
+  /** A message just committed to the spool. */
+  take(env: Envelope): void {
+    // A delivery notice is a new message with its own queue entry: the primary's to make.
+    const notice = env.recipients.some((r) => r.state === 'pending' && r.route.kind === 'local' && wantsNotification(r.dsn?.notify, 'delivered'));
+    if (!hasLocalWork(env) || notice) {
+      this.handOff(env);
+      return;
+    }
+    const p = this.deliver(env).finally(() => this.inflight.delete(p));
+    this.inflight.add(p);
+  }
+
+  private async deliver(env: Envelope): Promise<void> {
+    await deliverLocal(env, this.spool.messagePath(env.id), this.maildir, this.log, this.counters);
+    if (!env.recipients.some((r) => r.state === 'pending')) {
+      // Left behind, the files are found again by a rescan or a restart, and settle at once.
+      await this.spool.remove(env.id).catch((err: Error) => this.log.error({ queueId: env.id, err: err.message }, 'removing a delivered message failed'));
+      return;
+    }
+    try {
+      await this.spool.update(env);
+    } catch (err) {
+      // The primary's attempts start from the envelope it is given; a mailbox already written keeps one copy.
+      this.log.error({ queueId: env.id, err: (err as Error).message }, 'queue update after local delivery failed');
+    }
+    this.handOff(env);
+  }
+
+  /** Resolves once every delivery started so far has ended (graceful stop). */
+  async idle(): Promise<void> {
+    while (this.inflight.size) await Promise.all(this.inflight);
+  }
+}
