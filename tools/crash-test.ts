@@ -52,7 +52,7 @@ async function once(seed: number): Promise<Row> {
     });
     child.on('close', (c, signal) => resolve(c ?? (signal ? 1 : 0)));
   });
-  const m = /crash safety \(seed (\d+)\): (\d+) kills.*?attempted (\d+), acknowledged (\d+), delivered (\d+), duplicated (\d+), lost (\d+)/.exec(out);
+  const m = /crash safety \(seed (\d+)\): (\d+) kills.*?attempted (\d+), acknowledged (\d+), delivered (\d+), duplicated (\d+)(?: \(local \d+\))?, lost (\d+)/.exec(out);
   const n = (i: number): number => (m ? Number(m[i]) : NaN);
   return {
     seed: m?.[1] ?? String(seed),

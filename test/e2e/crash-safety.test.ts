@@ -106,7 +106,7 @@ test(`crash safety: ${KILLS} SIGKILLs under load, no acknowledged message lost (
     const n = tally(load.sent, found, REMOTE);
     const summary =
       `crash safety (seed ${SEED}): ${kills} kills (+${recoveryKills} during recovery), ${server.starts} starts, load ${loadMs} ms, total ${Date.now() - t0} ms; ` +
-      `attempted ${n.attempted}, acknowledged ${n.acknowledged}, delivered ${n.delivered}, duplicated ${n.duplicated}, lost ${n.lost}; ` +
+      `attempted ${n.attempted}, acknowledged ${n.acknowledged}, delivered ${n.delivered}, duplicated ${n.duplicated} (local ${n.duplicatedLocal}), lost ${n.lost}; ` +
       `relayed ${n.relayed}, refused ${n.refused}, unacknowledged ${n.unacknowledged} (delivered anyway ${n.unacknowledgedDelivered}), ` +
       `misdelivered ${n.misdelivered}, damaged ${n.damaged}, foreign ${n.foreign}, queue leftovers ${leftovers.length}; ` +
       `connections ${load.connects}, refused connects ${load.connectFailures}, dropped ${load.dropped}`;
@@ -115,6 +115,8 @@ test(`crash safety: ${KILLS} SIGKILLs under load, no acknowledged message lost (
 
     assert.equal(n.lost, 0, `acknowledged messages lost: ${detail}`);
     assert.equal(n.delivered, n.acknowledged, detail);
+    // A message has one name in a Maildir: a delivery repeated after a kill makes no second copy.
+    assert.equal(n.duplicatedLocal, 0, `local mailboxes with a message twice: ${detail}`);
     assert.ok(kills >= 20, `at least 20 kills: ${summary}`);
     assert.ok(n.acknowledged >= 100, `enough load to mean something: ${detail}`);
     assert.ok(n.relayed >= 10, `the relay path was exercised: ${detail}`);

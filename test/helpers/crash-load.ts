@@ -311,6 +311,8 @@ export interface Counts {
   delivered: number;
   /** Acknowledged messages with more than one copy in some mailbox. */
   duplicated: number;
+  /** Of those, messages doubled in a mailbox of the server under test (not through the relay). */
+  duplicatedLocal: number;
   /** Acknowledged messages missing from some recipient's mailbox. */
   lost: number;
   /** Acknowledged messages that went (also) through the relay to the sink. */
@@ -332,6 +334,7 @@ export function tally(sent: Map<number, Sent>, c: Census, remoteDomain: string):
     unacknowledged: 0,
     delivered: 0,
     duplicated: 0,
+    duplicatedLocal: 0,
     lost: 0,
     relayed: 0,
     unacknowledgedDelivered: 0,
@@ -356,6 +359,7 @@ export function tally(sent: Map<number, Sent>, c: Census, remoteDomain: string):
       if (n.lostExamples.length < 10) n.lostExamples.push(`#${s.seq} missing in ${missing.join(', ')}`);
     } else n.delivered++;
     if ([...got.values()].some((k) => k > 1)) n.duplicated++;
+    if ([...got].some(([mb, k]) => k > 1 && !mb.startsWith(`${remoteDomain}/`))) n.duplicatedLocal++;
     if (!missing.length && s.mailboxes.some((mb) => mb.startsWith(`${remoteDomain}/`))) n.relayed++;
   }
   for (const seq of c.copies.keys()) if (!sent.has(seq)) n.misdelivered++;
