@@ -18,11 +18,14 @@ export class MessageWriter {
   private error: Error | null = null;
   private drainWaiters: (() => void)[] = [];
   bytes = 0;
+  /** Whether the exclusive open made the file (finish does not clear it: the file stays ours). */
+  private created = false;
 
   constructor(readonly path: string) {
     this.opening = open(path, 'wx', 0o600).then(
       (fh) => {
         this.fh = fh;
+        this.created = true;
       },
       (err: Error) => {
         this.error = err;
@@ -102,8 +105,10 @@ export class MessageWriter {
     await this.opening;
     const fh = this.fh;
     this.fh = null;
-    await fh?.close().catch(() => undefined);
-    await unlink(this.path).catch(() => undefined);
+    // Only a file this writer created is ours to remove: when the exclusive open failed, the
+    // name belongs to someone else.
+    if (fh) await fh.close().catch(() => undefined);
+    if (this.created) await unlink(this.path).catch(() => undefined);
     const w = this.drainWaiters;
     this.drainWaiters = [];
     for (const cb of w) cb();
