@@ -107,10 +107,10 @@ const STORES: Record<ServerId, string> = {
   postfix: 'fsync queue, Maildir',
   'haraka-1': 'discards, no fsync',
   'haraka-2': 'discards, no fsync',
-  'moonpost-1': 'fsync queue, Maildir',
-  'moonpost-1-hooks': 'fsync queue, Maildir',
-  'moonpost-2': 'fsync queue, Maildir',
-  'moonpost-2-hooks': 'fsync queue, Maildir',
+  'moonpost-1': 'fsync, Maildir at 250',
+  'moonpost-1-hooks': 'fsync, Maildir at 250',
+  'moonpost-2': 'fsync, Maildir at 250',
+  'moonpost-2-hooks': 'fsync, Maildir at 250',
 };
 
 /** Maildir-backed counting and the script-header check shared by moonpost and Postfix. */
@@ -336,7 +336,8 @@ export async function runPeers(ctx: BenchContext, list: Scenario[]): Promise<Pee
     '  (bench/probe.ts) beside smtp-source\'s 20 connections, same message size and connection mode; "probe n" samples over all repetitions.',
     'peak RSS/PSS MB: highest sum over the server\'s processes (PSS splits shared pages, so it is the fairer sum for',
     '  multi-process servers: Postfix\'s smtpd/cleanup, Haraka\'s and moonpost\'s workers).',
-    'moonpost and Postfix acknowledge only after an fsynced queue file and deliver to a Maildir (counted); Haraka discards',
+    'Postfix acknowledges after an fsynced queue file, then delivers to a Maildir; moonpost acknowledges once the fsynced',
+    '  message is in the Maildir (folder fsynced; mail it cannot deliver at once goes to its fsynced queue first); both counted. Haraka discards',
     '  without writing or fsyncing (counted by a plugin); smtp-sink discards (the ceiling of client and loopback for',
     '  5 KB; being single-threaded it is no ceiling for 1 MB).',
   ];

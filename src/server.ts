@@ -7,6 +7,7 @@ import { NetworkList } from './policy/cidr.js';
 import { Spool } from './queue/spool.js';
 import { MaildirDelivery } from './delivery/maildir.js';
 import { LocalDispatcher } from './delivery/local-dispatcher.js';
+import { DeliverNow } from './delivery/deliver-now.js';
 import { QueueIndex } from './queue/queue-index.js';
 import { Relay } from './delivery/relay/relay.js';
 import { listenControl } from './admin/control-socket.js';
@@ -57,6 +58,8 @@ export interface SmtpSide {
   shared: ReturnType<typeof policyServices>;
   /** A message was committed to the spool. */
   onQueued(env: Envelope): void;
+  /** Local mailboxes written before the 250 (see DeliverNow). */
+  deliverNow: DeliverNow;
   /** Hears sessions (the admin console), when set. */
   observer?: SessionObserver;
   /** Chains a trace onto a session's script hooks (the admin console), when set. */
@@ -83,6 +86,7 @@ export async function startListeners(side: SmtpSide): Promise<{ listeners: Liste
           spool: side.spool,
           log: side.log,
           onQueued: (env) => side.onQueued(env),
+          deliverNow: side.deliverNow,
           hooksFor: (policy, facts, log) => {
             const hooks = side.scripts.sessionHooks(policy, facts, log);
             if (hooks && side.traceHooks) side.traceHooks(hooks, facts().sessionId);
@@ -130,6 +134,7 @@ export class MoonpostServer {
   readonly spool: Spool;
   readonly directory: Directory;
   readonly dispatcher: LocalDispatcher;
+  private readonly deliverNow: DeliverNow;
   readonly queue: QueueIndex;
   readonly relay: Relay;
   private readonly shared: ReturnType<typeof policyServices>;
@@ -162,6 +167,7 @@ export class MoonpostServer {
     this.shared = policyServices(config);
     this.relay = new Relay(config, this.queue, this.scripts, this.shared.dns, this.shared.batv, this.directory, this.log.child({ part: 'relay' }));
     this.dispatcher = new LocalDispatcher(this.queue, maildir, this.log.child({ part: 'delivery' }), (env, outcomes) => this.relay.report(env, outcomes));
+    this.deliverNow = new DeliverNow(maildir, this.dispatcher.counters);
     this.queue.onAdded((env) => this.dispatcher.enqueue(env));
   }
 
@@ -195,6 +201,7 @@ export class MoonpostServer {
         scripts: this.scripts,
         shared: this.shared,
         onQueued: (env) => this.queue.add(env),
+        deliverNow: this.deliverNow,
         observer: live ?? undefined,
         traceHooks: live ? (hooks, session) => live.traceHooks(hooks, session) : undefined,
       });

@@ -2,14 +2,14 @@ import type { Logger } from 'pino';
 import type { Envelope } from '../queue/envelope.js';
 import type { Spool } from '../queue/spool.js';
 import type { MaildirDelivery } from '../delivery/maildir.js';
-import { deliverLocal, hasLocalWork } from '../delivery/local-dispatcher.js';
-import { wantsNotification } from '../delivery/dsn.js';
+import { deliverableAtOnce, deliverLocal } from '../delivery/local-dispatcher.js';
 
 /**
- * A worker's own first attempt at the mail it accepted. Local mailboxes are written at once in
- * this process, as a single process does, so most messages never cross to the primary. What is
- * left (relay recipients, a mailbox that failed, a delivery notice to queue, a held message) is
- * written back to the spool and handed to the primary, which owns the message from then on.
+ * A worker's own first attempt at the mail it queued. Most local mail never gets here: the
+ * session writes the mailboxes before its 250 (DeliverNow). What is queued with local work
+ * still to do (a message with a BCC monitor copy, and that copy) is delivered here, as the
+ * primary would. What is left (relay recipients, a mailbox that failed, a delivery notice to
+ * queue) is written back to the spool and handed to the primary, which owns it from then on.
  *
  * Should the worker die in between, the primary's rescan of its spool files finds the message
  * with the envelope as last written; a mailbox it reached already keeps one copy, since a
@@ -29,9 +29,7 @@ export class WorkerDelivery {
 
   /** A message just committed to the spool. */
   take(env: Envelope): void {
-    // A delivery notice is a new message with its own queue entry: the primary's to make.
-    const notice = env.recipients.some((r) => r.state === 'pending' && r.route.kind === 'local' && wantsNotification(r.dsn?.notify, 'delivered'));
-    if (!hasLocalWork(env) || notice) {
+    if (!deliverableAtOnce(env)) {
       this.handOff(env);
       return;
     }

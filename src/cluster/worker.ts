@@ -10,6 +10,7 @@ import { drainListeners, startListeners, type BoundService } from '../server.js'
 import { EventForwarder, scriptSnapshot } from './forward.js';
 import { WorkerDelivery } from './worker-delivery.js';
 import { MaildirDelivery } from '../delivery/maildir.js';
+import { DeliverNow } from '../delivery/deliver-now.js';
 import { DirSyncers } from '../util/fsync.js';
 import { join } from 'node:path';
 import { queueIdTag, type PrimaryMessage, type WorkerMessage } from './protocol.js';
@@ -27,8 +28,9 @@ function send(m: WorkerMessage, done?: () => void): void {
 /**
  * One SMTP worker: the listeners (sharing the primary's sockets), its own script states, policy
  * services and connection limits, writing accepted mail to the shared spool. It keeps no queue:
- * it makes the first attempt at local mailboxes (WorkerDelivery) and hands every message not
- * settled by it to the primary, which alone retries and relays.
+ * its sessions write local mailboxes before their 250 (DeliverNow), it makes the first attempt
+ * at what it queued with local work left (WorkerDelivery), and hands every message not settled
+ * so to the primary, which alone retries and relays.
  */
 export class SmtpWorker {
   private listeners: Listener[] = [];
@@ -72,6 +74,7 @@ export class SmtpWorker {
       shared: policyServices(this.config),
       // The envelope is on disk: should this process die now, the primary finds it in the spool.
       onQueued: (env) => delivery.take(env),
+      deliverNow: new DeliverNow(maildir, delivery.counters),
       observer: fwd ?? undefined,
       traceHooks: fwd ? (hooks, session) => fwd.traceHooks(hooks, session) : undefined,
     });

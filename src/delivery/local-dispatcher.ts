@@ -104,8 +104,9 @@ export interface LocalPass {
 }
 
 /**
- * One attempt at every pending local recipient of `env`, changing their states in place (the
- * caller writes the envelope). Recipients that share a mailbox (aliases) share one copy.
+ * One attempt at every pending local recipient of `env` (stored at `source`, of `size` bytes
+ * when the caller knows), changing their states in place (the caller writes the envelope).
+ * Recipients that share a mailbox (aliases) share one copy.
  */
 export async function deliverLocal(
   env: Envelope,
@@ -113,6 +114,7 @@ export async function deliverLocal(
   maildir: MaildirDelivery,
   log: Logger,
   counters: { delivered: number; deferred: number },
+  size?: number,
 ): Promise<LocalPass> {
   const pass: LocalPass = { touched: false, failed: false, reports: [] };
   const done = new Map<string, Promise<string>>();
@@ -122,7 +124,7 @@ export async function deliverLocal(
     const mailbox = r.route.mailbox;
     let p = done.get(mailbox);
     if (!p) {
-      p = maildir.deliver(source, mailbox, env.id);
+      p = maildir.deliver(source, mailbox, env.id, size);
       done.set(mailbox, p);
     }
     r.attempts = (r.attempts ?? 0) + 1;
@@ -146,6 +148,16 @@ export async function deliverLocal(
     env.nextAttempt = Date.now() + Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.max(0, attempts - 1));
   }
   return pass;
+}
+
+/**
+ * Whether a first attempt at the local mailboxes may be made now, outside the queue's
+ * dispatcher: local recipients wait, their retry time has come, and none asks for a delivery
+ * notice (NOTIFY=SUCCESS), which is a new queued message for the queue's owner to make.
+ */
+export function deliverableAtOnce(env: Envelope): boolean {
+  if (!hasLocalWork(env) || (env.nextAttempt ?? 0) > Date.now()) return false;
+  return !env.recipients.some((r) => r.state === 'pending' && r.route.kind === 'local' && wantsNotification(r.dsn?.notify, 'delivered'));
 }
 
 /** Local recipients are waiting and nothing holds the message. */

@@ -46,14 +46,15 @@ export class MaildirDelivery {
   }
 
   /**
-   * Delivers queued message `queueId` (stored at `sourcePath`) and returns the delivered file's
-   * path. Throws with the mailbox named when it cannot.
+   * Delivers queued message `queueId` (stored at `sourcePath`, of `knownSize` bytes when the
+   * caller knows) and returns the delivered file's path. Throws with the mailbox named when it
+   * cannot.
    */
-  async deliver(sourcePath: string, mailbox: string, queueId: string): Promise<string> {
+  async deliver(sourcePath: string, mailbox: string, queueId: string, knownSize?: number): Promise<string> {
     const dir = this.folder(mailbox);
     try {
       await this.ensure(dir);
-      const { size } = await stat(sourcePath);
+      const size = knownSize ?? (await stat(sourcePath)).size;
       const name = maildirName(queueId, size);
       const target = join(dir, 'new', name);
       try {

@@ -4,6 +4,7 @@ import type { Directory } from '../policy/directory.js';
 import type { NetworkList } from '../policy/cidr.js';
 import type { Spool } from '../queue/spool.js';
 import type { Envelope } from '../queue/envelope.js';
+import type { DeliverNow } from '../delivery/deliver-now.js';
 import type { Reply } from './reply.js';
 import type { DnsResolver } from '../dns/resolver.js';
 import type { Batv } from '../policy/batv.js';
@@ -26,6 +27,8 @@ export interface ServiceContext {
   log: Logger;
   /** A message was committed to the queue. */
   onQueued(env: Envelope): void;
+  /** Local mailboxes written before the 250, when set (see DeliverNow). */
+  deliverNow?: DeliverNow;
   /** The session's script hooks (SMTPSVR.LUA), when a script is installed. */
   hooksFor?(policy: SessionPolicy, facts: () => SessionFacts, log: Logger): SessionHooks | null;
   /** Hears what sessions do (the admin console's live view and metrics), when set. */

@@ -832,24 +832,38 @@ export class Session {
       env.recipients.push(...this.envelopeTargets(accepted.recipients.add).filter((r) => !have.has(r.address.toLowerCase())));
     }
     if (!env.recipients.length) return outcome('discarded: no recipients left', reply(250, '2.0.0', `Ok: queued as ${tx.id}`));
+    let settled = false;
     try {
+      const path = this.ctx.spool.messagePath(tx.id);
       if (accepted?.headerModifiers.length) {
         await tx.writer!.finish(false);
-        await rewriteHeader(this.ctx.spool.messagePath(tx.id), accepted.headerModifiers, env.headerOffset, this.ctx.spool.fsync);
-        await this.ctx.spool.commitEnvelope(env);
-      } else await this.ctx.spool.commit(env, tx.writer!);
+        await rewriteHeader(path, accepted.headerModifiers, env.headerOffset, this.ctx.spool.fsync);
+      } else await tx.writer!.finish(this.ctx.spool.fsync);
+      // The BCC monitor's copy is made from the queue file: that message takes the queue's path.
+      if (!accepted?.monitor && this.ctx.deliverNow) {
+        // The file holds what the writer was given, unless a script rewrote the header.
+        const size = accepted?.headerModifiers.length ? undefined : tx.writer!.bytes;
+        settled = await this.ctx.deliverNow.settle(env, path, this.log, size);
+      }
+      if (!settled) await this.ctx.spool.commitEnvelope(env);
     } catch (err) {
       this.log.error({ queueId: tx.id, err: (err as Error).message, outcome: 'deferred' }, 'queue commit failed');
       return outcome('deferred', reply(451, '4.3.0', 'Local error in processing, try again later'));
     }
     this.messages++;
     this.log.info(
-      { queueId: tx.id, from: env.sender, to: env.recipients.map((x) => x.address), size: env.size, ip: this.client.ip, outcome: 'queued' },
-      'message queued',
+      { queueId: tx.id, from: env.sender, to: env.recipients.map((x) => x.address), size: env.size, ip: this.client.ip, outcome: settled ? 'delivered' : 'queued' },
+      settled ? 'message delivered' : 'message queued',
     );
-    // The copy is made from the queue file, so before delivery may remove it.
-    if (accepted?.monitor) await this.queueMonitorCopy(env, accepted.monitor);
-    this.ctx.onQueued(env);
+    if (settled) {
+      // In every mailbox now: the queue's name for it goes (a crash first leaves an orphan
+      // file, which recovery removes).
+      await tx.discard();
+    } else {
+      // The copy is made from the queue file, so before delivery may remove it.
+      if (accepted?.monitor) await this.queueMonitorCopy(env, accepted.monitor);
+      this.ctx.onQueued(env);
+    }
     const ok = endReply ?? reply(250, '2.0.0', `Ok: queued as ${tx.id}`);
     this.ctx.observer?.message(this.id, { queueId: tx.id, outcome: 'queued', from: env.sender, to: env.recipients.map((x) => x.address), size: env.size, reply: ok });
     return ok;

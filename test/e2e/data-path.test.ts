@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, writeFile, mkdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, writeFile, mkdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, type Harness } from '../helpers/harness.js';
@@ -94,6 +94,49 @@ test('a large message streams to disk and arrives intact', async () => {
   c.close();
   const [m] = await h.mailbox('localhost/large');
   assert.ok(m.endsWith(body));
+});
+
+/** The files in a mailbox's new/ folder now, without waiting for the queue. */
+async function inMailboxNow(mailbox: string): Promise<string[]> {
+  return readdir(join(h.dataDir, 'mail', mailbox, 'new')).catch(() => []);
+}
+
+test('mail for local mailboxes is in them when the 250 comes, and leaves nothing queued', async () => {
+  const c = await openSession(h.port);
+  const r = await sendMail(c, 'a@example.com', ['now1@localhost', 'now2@localhost'], message('at once'));
+  assert.equal(r.code, 250, r.raw);
+  // No waiting for the queue: the reply came after the mailboxes were written.
+  const [a, b] = [await inMailboxNow('localhost/now1'), await inMailboxNow('localhost/now2')];
+  assert.equal(a.length, 1);
+  assert.deepEqual(b, a, 'one name for the message in every mailbox');
+  const id = /queued as (\S+)/.exec(r.raw)?.[1] ?? '';
+  assert.ok(a[0].includes(`Q${id}.`), `${a[0]} names queue id ${id}`);
+  const { size } = await stat(join(h.dataDir, 'mail', 'localhost', 'now1', 'new', a[0]));
+  assert.ok(a[0].endsWith(`,S=${size}`), `${a[0]}: the size in the name is the file's (${size})`);
+  assert.deepEqual((await readdir(h.server.spool.dir)).filter((n) => n.startsWith(id)), [], 'no envelope, no queue file');
+  c.close();
+});
+
+test('a mailbox that fails at once leaves the message queued for that recipient alone', async () => {
+  await mkdir(join(h.dataDir, 'mail', 'localhost'), { recursive: true });
+  await writeFile(join(h.dataDir, 'mail', 'localhost', 'blocked'), 'not a folder');
+  try {
+    const c = await openSession(h.port);
+    const r = await sendMail(c, 'a@example.com', ['blocked@localhost', 'fine@localhost'], message('half now'));
+    assert.equal(r.code, 250, r.raw);
+    c.close();
+    assert.equal((await inMailboxNow('localhost/fine')).length, 1);
+    const id = /queued as (\S+)/.exec(r.raw)?.[1] ?? '';
+    const env = (await h.server.spool.list()).find((e) => e.id === id);
+    assert.ok(env, 'the message is queued');
+    const state = Object.fromEntries(env.recipients.map((x) => [x.address, x.state]));
+    assert.deepEqual(state, { 'blocked@localhost': 'pending', 'fine@localhost': 'delivered' });
+    assert.match(env.recipients[0].lastError ?? '', /maildir .*blocked/);
+    assert.ok((env.nextAttempt ?? 0) > Date.now(), 'the retry waits');
+    assert.deepEqual(await h.server.queueOp({ op: 'delete', id }), { ok: true, changed: [id] });
+  } finally {
+    await rm(join(h.dataDir, 'mail', 'localhost', 'blocked'), { force: true });
+  }
 });
 
 test('a queued message is delivered after a restart, and unfinished files are cleaned up', async () => {
