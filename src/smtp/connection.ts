@@ -107,6 +107,14 @@ export class Connection implements SessionIO {
   close(): void {
     this.flush();
     this.closing = true;
+    // Plain TCP with every reply in the kernel's hands: closing now still sends them, then FIN,
+    // as Postfix does after 221. Waiting for the client's own close instead costs a shutdown
+    // request, a timer, and, from clients that reset (smtp-source), an error object per
+    // connection. TLS says close_notify first.
+    if (!(this.socket instanceof TLSSocket) && this.socket.writableLength === 0) {
+      this.socket.destroy();
+      return;
+    }
     this.socket.end();
     // A client that never reads its replies must not pin the socket.
     setTimeout(() => this.socket.destroy(), 5000).unref();
