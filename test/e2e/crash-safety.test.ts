@@ -21,7 +21,13 @@ const SEED = Number(process.env.MOONPOST_CRASH_SEED ?? Math.floor(Math.random() 
 const LOCAL = 'localhost';
 const REMOTE = 'remote.test';
 
-test(`crash safety: ${KILLS} SIGKILLs under load, no acknowledged message lost (seed ${SEED})`, { timeout: 60_000 + KILLS * 5_000 }, async () => {
+test(`crash safety: ${KILLS} SIGKILLs under load, no acknowledged message lost (seed ${SEED})`, { timeout: 60_000 + KILLS * 5_000 }, () => crashRun(0));
+
+// With `workers: 2` a kill of the primary takes its workers with it; every other kill here takes
+// one worker only, whose committed messages the primary then finds by its rescan.
+test(`crash safety, workers: 2: ${KILLS} SIGKILLs, half of them of one worker (seed ${SEED})`, { timeout: 60_000 + KILLS * 5_000 }, () => crashRun(2));
+
+async function crashRun(workers: number): Promise<void> {
   // The kill schedule and the load draw from separate streams of the seed.
   const random = prng(SEED);
   const between = (lo: number, hi: number): number => lo + Math.floor(random() * (hi - lo));
@@ -42,6 +48,7 @@ test(`crash safety: ${KILLS} SIGKILLs under load, no acknowledged message lost (
     delivery: { runIntervalSeconds: 1, retry: { firstRetry: 1, maxInterval: 2 } },
     limits: { timeouts: { shutdown: 5 } },
     log: { level: 'warn' },
+    ...(workers ? { workers } : {}),
   };
   await writeFile(configFile, JSON.stringify(config, null, 2));
   const server = new ServerProcess(configFile, port);
@@ -58,11 +65,17 @@ test(`crash safety: ${KILLS} SIGKILLs under load, no acknowledged message lost (
   const t0 = Date.now();
   let kills = 0;
   let recoveryKills = 0;
+  let workerKills = 0;
   try {
     await server.start();
     load.start();
     for (let k = 0; k < KILLS; k++) {
       await sleep(between(50, 400));
+      // With workers, every other kill takes one worker: the primary rescans what it left.
+      if (workers && k % 2 === 1) {
+        if (await server.killWorker((n) => between(0, n))) workerKills++;
+        continue;
+      }
       await server.kill();
       kills++;
       // Now and then a second crash while the server starts and recovers its queue.
@@ -105,7 +118,7 @@ test(`crash safety: ${KILLS} SIGKILLs under load, no acknowledged message lost (
     ]);
     const n = tally(load.sent, found, REMOTE);
     const summary =
-      `crash safety (seed ${SEED}): ${kills} kills (+${recoveryKills} during recovery), ${server.starts} starts, load ${loadMs} ms, total ${Date.now() - t0} ms; ` +
+      `crash safety (seed ${SEED}): ${kills} kills (+${recoveryKills} during recovery${workers ? `, +${workerKills} of one worker; workers: ${workers}` : ''}), ${server.starts} starts, load ${loadMs} ms, total ${Date.now() - t0} ms; ` +
       `attempted ${n.attempted}, acknowledged ${n.acknowledged}, delivered ${n.delivered}, duplicated ${n.duplicated} (local ${n.duplicatedLocal}), lost ${n.lost}; ` +
       `relayed ${n.relayed}, refused ${n.refused}, unacknowledged ${n.unacknowledged} (delivered anyway ${n.unacknowledgedDelivered}), ` +
       `misdelivered ${n.misdelivered}, damaged ${n.damaged}, foreign ${n.foreign}, queue leftovers ${leftovers.length}; ` +
@@ -117,7 +130,7 @@ test(`crash safety: ${KILLS} SIGKILLs under load, no acknowledged message lost (
     assert.equal(n.delivered, n.acknowledged, detail);
     // A message has one name in a Maildir: a delivery repeated after a kill makes no second copy.
     assert.equal(n.duplicatedLocal, 0, `local mailboxes with a message twice: ${detail}`);
-    assert.ok(kills >= 20, `at least 20 kills: ${summary}`);
+    assert.ok(kills + workerKills >= 20, `at least 20 kills: ${summary}`);
     assert.ok(n.acknowledged >= 100, `enough load to mean something: ${detail}`);
     assert.ok(n.relayed >= 10, `the relay path was exercised: ${detail}`);
     assert.equal(undrained, '', detail);
@@ -132,4 +145,4 @@ test(`crash safety: ${KILLS} SIGKILLs under load, no acknowledged message lost (
     await sink.stop();
     await rm(dir, { recursive: true, force: true });
   }
-});
+}

@@ -91,6 +91,29 @@ export class ServerProcess {
     this.child = null;
   }
 
+  /**
+   * SIGKILL to one of the server's worker processes (`workers: N`), chosen by `pick` from
+   * those alive; false when it has none now (all being replaced). The server stays up.
+   */
+  async killWorker(pick: (n: number) => number): Promise<boolean> {
+    const primary = this.pid;
+    if (primary === null) return false;
+    const workers: number[] = [];
+    for (const name of await readdir('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      // The parent pid is the second field after the command name, which may hold spaces.
+      const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === primary) workers.push(Number(name));
+    }
+    if (!workers.length) return false;
+    try {
+      process.kill(workers[pick(workers.length)], 'SIGKILL');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** SIGTERM, the graceful stop; returns the exit code. */
   async stop(timeoutMs = 15_000): Promise<number | null> {
     const child = this.child;
