@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import type { Envelope } from '../queue/envelope.js';
 import type { Spool } from '../queue/spool.js';
-import type { MaildirDelivery } from '../delivery/maildir.js';
-import { deliverableAtOnce, deliverLocal } from '../delivery/local-dispatcher.js';
+import type { DeliverNow } from '../delivery/deliver-now.js';
+import { deliverableAtOnce } from '../delivery/local-dispatcher.js';
 
 /**
  * A worker's own first attempt at the mail it queued. Most local mail never gets here: the
@@ -16,13 +16,12 @@ import { deliverableAtOnce, deliverLocal } from '../delivery/local-dispatcher.js
  * message has one name in every Maildir (maildirName).
  */
 export class WorkerDelivery {
-  /** Recipients delivered and mailbox attempts that failed, in this process. */
-  readonly counters = { delivered: 0, deferred: 0 };
   private readonly inflight = new Set<Promise<void>>();
 
   constructor(
     private readonly spool: Spool,
-    private readonly maildir: MaildirDelivery,
+    /** The sessions' own delivery, with this process's counters. */
+    private readonly now: DeliverNow,
     private readonly log: Logger,
     private readonly handOff: (env: Envelope) => void,
   ) {}
@@ -38,8 +37,7 @@ export class WorkerDelivery {
   }
 
   private async deliver(env: Envelope): Promise<void> {
-    await deliverLocal(env, this.spool.messagePath(env.id), this.maildir, this.log, this.counters);
-    if (!env.recipients.some((r) => r.state === 'pending')) {
+    if (await this.now.settle(env, this.spool.messagePath(env.id), this.log)) {
       // Left behind, the files are found again by a rescan or a restart, and settle at once.
       await this.spool.remove(env.id).catch((err: Error) => this.log.error({ queueId: env.id, err: err.message }, 'removing a delivered message failed'));
       return;
@@ -51,6 +49,11 @@ export class WorkerDelivery {
       this.log.error({ queueId: env.id, err: (err as Error).message }, 'queue update after local delivery failed');
     }
     this.handOff(env);
+  }
+
+  /** Recipients delivered and mailbox attempts that failed, in this process. */
+  get counters(): { delivered: number; deferred: number } {
+    return this.now.counters;
   }
 
   /** Resolves once every delivery started so far has ended (graceful stop). */

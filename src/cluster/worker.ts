@@ -56,7 +56,8 @@ export class SmtpWorker {
     await spool.init();
     const fsync = this.config.queue.fsync;
     const maildir = new MaildirDelivery(join(this.config.dataDir, 'mail'), new DirSyncers(fsync), fsync);
-    const delivery = new WorkerDelivery(spool, maildir, this.log.child({ part: 'delivery' }), (env) => send({ t: 'queued', env }));
+    const deliverNow = new DeliverNow(maildir);
+    const delivery = new WorkerDelivery(spool, deliverNow, this.log.child({ part: 'delivery' }), (env) => send({ t: 'queued', env }));
     this.delivery = delivery;
     await this.scripts.start();
     const fwd = this.forwarder;
@@ -74,7 +75,7 @@ export class SmtpWorker {
       shared: policyServices(this.config),
       // The envelope is on disk: should this process die now, the primary finds it in the spool.
       onQueued: (env) => delivery.take(env),
-      deliverNow: new DeliverNow(maildir, delivery.counters),
+      deliverNow,
       observer: fwd ?? undefined,
       traceHooks: fwd ? (hooks, session) => fwd.traceHooks(hooks, session) : undefined,
     });

@@ -17,7 +17,7 @@ export class DeliverNow {
   constructor(
     private readonly maildir: MaildirDelivery,
     /** Recipients delivered and mailbox attempts that failed (the process's local counters). */
-    readonly counters: { delivered: number; deferred: number },
+    readonly counters: { delivered: number; deferred: number } = { delivered: 0, deferred: 0 },
   ) {}
 
   /**

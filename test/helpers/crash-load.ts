@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { TestClient } from './smtp-client.js';
+import { treePids } from '../../bench/proctree.js';
 export { freePort, prng } from './test-util.js';
 
 /**
@@ -98,13 +99,8 @@ export class ServerProcess {
   async killWorker(pick: (n: number) => number): Promise<boolean> {
     const primary = this.pid;
     if (primary === null) return false;
-    const workers: number[] = [];
-    for (const name of await readdir('/proc')) {
-      if (!/^\d+$/.test(name)) continue;
-      // The parent pid is the second field after the command name, which may hold spaces.
-      const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === primary) workers.push(Number(name));
-    }
+    // The workers are the primary's only descendants.
+    const workers = treePids(primary).filter((p) => p !== primary);
     if (!workers.length) return false;
     try {
       process.kill(workers[pick(workers.length)], 'SIGKILL');

@@ -1,4 +1,17 @@
 import { createServer, type AddressInfo } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Runs `fn` with a fresh temporary folder (named `moonpost-<prefix>-...`), removed afterwards. */
+export async function withTempDir(prefix: string, fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), `moonpost-${prefix}-`));
+  try {
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 
 /** A port free on 127.0.0.1 a moment ago (bind 0, read it, close), for a peer named before it starts. */
 export async function freePort(): Promise<number> {

@@ -9,6 +9,7 @@ import type { Envelope, EnvelopeRecipient } from '../../src/queue/envelope.js';
 import { MaildirDelivery, maildirName } from '../../src/delivery/maildir.js';
 import { DirSyncers } from '../../src/util/fsync.js';
 import { WorkerDelivery } from '../../src/cluster/worker-delivery.js';
+import { DeliverNow } from '../../src/delivery/deliver-now.js';
 
 const log = pino({ level: 'silent' });
 
@@ -76,7 +77,7 @@ test('a message delivered again to the same mailbox (a crash before the queue kn
 test('worker delivery: local mail settles in the worker; the rest reaches the primary as written on disk', async () => {
   await withDirs(async ({ spool, maildir, mail }) => {
     const handed: Envelope[] = [];
-    const wd = new WorkerDelivery(spool, maildir, log, (env) => handed.push(structuredClone(env)));
+    const wd = new WorkerDelivery(spool, new DeliverNow(maildir), log, (env) => handed.push(structuredClone(env)));
 
     // Local only: delivered and removed here, nothing handed over.
     const only = await commit(spool, [local('a'), local('b')]);

@@ -6,12 +6,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { applyModifiers, rewriteHeader } from '../../src/queue/header-rewrite.js';
-import { prng } from '../helpers/test-util.js';
+import { prng, withTempDir } from '../helpers/test-util.js';
 import { params } from './fuzz-common.js';
 
 const MAX_HEADER = 1024 * 1024;
@@ -45,14 +44,7 @@ function message(seed: number, headerBytes: number, bodyBytes: number, blank: bo
 
 const MODIFIERS = ['X-Bench-Structure: ok', 'Subject:', 'X-New: é ünï'];
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'moonpost-rewrite-'));
-  try {
-    await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const withDir = (fn: (dir: string) => Promise<void>): Promise<void> => withTempDir('rewrite', fn);
 
 test('rewriteHeader: the same file as the reference, around the read sizes', async () => {
   await withDir(async (dir) => {

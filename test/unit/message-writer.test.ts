@@ -1,18 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile, access } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile, access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MessageWriter } from '../../src/queue/message-writer.js';
+import { withTempDir } from '../helpers/test-util.js';
 
-async function inTemp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'moonpost-writer-'));
-  try {
-    await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+const inTemp = (fn: (dir: string) => Promise<void>): Promise<void> => withTempDir('writer', fn);
 
 test('message writer: the pieces given reach the file, in order, on finish', () =>
   inTemp(async (dir) => {
