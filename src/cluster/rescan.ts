@@ -36,7 +36,7 @@ export async function rescanSpool(spool: Spool, queue: TrackedQueueIndex, tag: s
     }
     // An envelope rewrite the worker never finished: the envelope it would have replaced stands.
     await unlink(join(spool.dir, `${id}.env.tmp`)).catch(() => undefined);
-    if (queue.offer(env)) rescued.push(id);
+    if (queue.offer({ ...env, recovered: true })) rescued.push(id);
   }
   for (const name of mine) {
     const id = idOf(name);

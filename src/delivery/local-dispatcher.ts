@@ -124,7 +124,7 @@ export async function deliverLocal(
     const mailbox = r.route.mailbox;
     let p = done.get(mailbox);
     if (!p) {
-      p = maildir.deliver(source, mailbox, env.id, size);
+      p = maildir.deliver(source, mailbox, env.id, size, env.recovered);
       done.set(mailbox, p);
     }
     r.attempts = (r.attempts ?? 0) + 1;

@@ -1,4 +1,4 @@
-import { copyFile, link, mkdir, stat, unlink } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { syncPath, type DirSyncers } from '../util/fsync.js';
@@ -48,14 +48,18 @@ export class MaildirDelivery {
   /**
    * Delivers queued message `queueId` (stored at `sourcePath`, of `knownSize` bytes when the
    * caller knows) and returns the delivered file's path. Throws with the mailbox named when it
-   * cannot.
+   * cannot. A `recovered` message may be there already, in `new/` or, read since, in `cur/`.
    */
-  async deliver(sourcePath: string, mailbox: string, queueId: string, knownSize?: number): Promise<string> {
+  async deliver(sourcePath: string, mailbox: string, queueId: string, knownSize?: number, recovered = false): Promise<string> {
     const dir = this.folder(mailbox);
     try {
       await this.ensure(dir);
       const size = knownSize ?? (await stat(sourcePath)).size;
       const name = maildirName(queueId, size);
+      if (recovered) {
+        const earlier = await findDelivered(dir, name);
+        if (earlier) return earlier;
+      }
       const target = join(dir, 'new', name);
       try {
         await linkOnce(sourcePath, target);
@@ -75,6 +79,20 @@ export class MaildirDelivery {
       throw new Error(`maildir ${dir}: ${(err as Error).message}`, { cause: err });
     }
   }
+}
+
+/**
+ * The copy of the message named `name` already in the Maildir at `dir`, or null. A reader that
+ * takes a message renames it into `cur/` with its flags after a ":" (`:2,S`), and some add
+ * fields after a "," first (Dovecot's `,W=<size>`); the part before is the name given.
+ */
+async function findDelivered(dir: string, name: string): Promise<string | null> {
+  for (const sub of ['new', 'cur']) {
+    for (const entry of await readdir(join(dir, sub))) {
+      if (entry === name || (entry.startsWith(name) && (entry[name.length] === ':' || entry[name.length] === ','))) return join(dir, sub, entry);
+    }
+  }
+  return null;
 }
 
 /** A link whose name is taken already is the same message delivered before: done. */

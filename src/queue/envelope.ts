@@ -45,6 +45,11 @@ export interface Envelope {
   nextAttempt?: number;
   /** Held by the administrator: not delivered until released. */
   hold?: boolean;
+  /**
+   * Read back after a crash (a restart's recovery, a dead worker's rescan): a mailbox may hold
+   * a copy already, delivered just before the crash, which a reader may have moved to `cur/`.
+   */
+  recovered?: boolean;
 }
 
 export function pendingRecipients(env: Envelope): EnvelopeRecipient[] {

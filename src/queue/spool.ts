@@ -180,7 +180,7 @@ export class Spool {
       if (!name.endsWith('.env')) continue;
       const id = name.slice(0, -4);
       try {
-        envelopes.push(JSON.parse(readFileSync(this.envPath(id), 'utf8')) as Envelope);
+        envelopes.push({ ...(JSON.parse(readFileSync(this.envPath(id), 'utf8')) as Envelope), recovered: true });
         envIds.add(id);
       } catch {
         await unlink(join(this.dir, name)).catch(() => undefined);

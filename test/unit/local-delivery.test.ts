@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -71,6 +71,31 @@ test('a message delivered again to the same mailbox (a crash before the queue kn
     const other = await commit(spool, [local('u')]);
     await maildir.deliver(spool.messagePath(other.id), 'localhost/u', other.id);
     assert.equal((await newFiles(mail, 'u')).length, 2, 'another message is another file');
+  });
+});
+
+test('a recovered message finds the copy a reader moved to cur/ (with flags, or Dovecot\'s ,W=) and makes no second one', async () => {
+  await withDirs(async ({ spool, maildir, mail }) => {
+    const box = join(mail, 'localhost', 'u');
+    for (const suffix of [':2,S', ',W=21:2,', '']) {
+      const env = await commit(spool, [local('u')]);
+      const first = await maildir.deliver(spool.messagePath(env.id), 'localhost/u', env.id);
+      const name = first.slice(first.lastIndexOf('/') + 1);
+      const read = join(box, 'cur', name + suffix);
+      await rename(first, read);
+      assert.equal(await maildir.deliver(spool.messagePath(env.id), 'localhost/u', env.id, undefined, true), read, suffix);
+      assert.deepEqual(await newFiles(mail, 'u'), [], suffix);
+      // Without the mark, the queue's own retries do not look (no crash, no copy).
+      await maildir.deliver(spool.messagePath(env.id), 'localhost/u', env.id);
+      assert.deepEqual(await newFiles(mail, 'u'), [name], suffix);
+      await unlink(join(box, 'new', name));
+    }
+    // A name that only starts like the message's is another message.
+    const env = await commit(spool, [local('u')]);
+    const name = maildirName(env.id, 20);
+    await writeFile(join(box, 'cur', `${name}0:2,`), 'another');
+    const file = await maildir.deliver(spool.messagePath(env.id), 'localhost/u', env.id, 20, true);
+    assert.equal(file, join(box, 'new', name));
   });
 });
 
