@@ -8,6 +8,10 @@
  *   one byte per message to a file, at `queue_ok`), queue/discard (with YES_REALLY_DO_DISCARD=1).
  * So Haraka accepts and discards, without writing or fsyncing the message: it is not durable, unlike
  * moonpost and Postfix, and the table says so.
+ *
+ * With `maildir` set, bench_maildir takes queue/discard's place: Haraka has no local delivery of
+ * its own, so this is the least a durable Haraka does before its 250, as moonpost does: the message
+ * written to `tmp/`, fsynced, renamed into `new/`, and `new/` fsynced.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -78,8 +82,39 @@ exports.count = (next) => {
 }
 `;
 
-/** Writes a Haraka config folder under `dir` (new) and starts Haraka on 127.0.0.1:port with `nodes` (0 = one process). */
-export async function startHaraka(bin: string, haraka: string, dir: string, port: number, domain: string, nodes: number): Promise<HarakaInstance> {
+const MAILDIR_PLUGIN = (maildir: string): string => `// Durable delivery before the 250: tmp/, fsync, rename into new/, fsync new/.
+const fs = require('node:fs')
+const path = require('node:path')
+const root = ${JSON.stringify(maildir)}
+let seq = 0
+exports.register = function () {
+  this.register_hook('queue', 'store')
+}
+exports.store = function (next, connection) {
+  const txn = connection.transaction
+  const name = Date.now() + '.P' + process.pid + 'Q' + seq++ + '.haraka'
+  const tmp = path.join(root, 'tmp', name)
+  const failed = (err) => next(DENYSOFT, 'cannot store the message: ' + err.message)
+  const ws = fs.createWriteStream(tmp, { flush: true })
+  ws.on('error', failed)
+  ws.on('close', () => {
+    fs.rename(tmp, path.join(root, 'new', name), (err) => {
+      if (err) return failed(err)
+      fs.open(path.join(root, 'new'), 'r', (err, fd) => {
+        if (err) return failed(err)
+        fs.fsync(fd, (err) => fs.close(fd, () => (err ? failed(err) : next(OK))))
+      })
+    })
+  })
+  txn.message_stream.pipe(ws, { line_endings: '\\r\\n' })
+}
+`;
+
+/**
+ * Writes a Haraka config folder under `dir` (new) and starts Haraka on 127.0.0.1:port with `nodes`
+ * (0 = one process); with `maildir`, it stores every message there durably instead of discarding it.
+ */
+export async function startHaraka(bin: string, haraka: string, dir: string, port: number, domain: string, nodes: number, maildir?: string): Promise<HarakaInstance> {
   const cfg = join(dir, 'config');
   const plugins = join(dir, 'plugins');
   await mkdir(cfg, { recursive: true });
@@ -90,7 +125,11 @@ export async function startHaraka(bin: string, haraka: string, dir: string, port
   const pkgConfig = join(haraka, 'node_modules', 'Haraka', 'config');
   await writeFile(join(cfg, 'connection.ini'), await readFile(join(pkgConfig, 'connection.ini')));
   await writeFile(join(cfg, 'smtp.ini'), `listen=127.0.0.1:${port}\nnodes=${nodes}\n`);
-  await writeFile(join(cfg, 'plugins'), 'bench_rdns\nrcpt_to.in_host_list\nbench_count\nqueue/discard\n');
+  await writeFile(join(cfg, 'plugins'), `bench_rdns\nrcpt_to.in_host_list\nbench_count\n${maildir ? 'bench_maildir' : 'queue/discard'}\n`);
+  if (maildir) {
+    for (const sub of ['tmp', 'new', 'cur']) await mkdir(join(maildir, sub), { recursive: true });
+    await writeFile(join(plugins, 'bench_maildir.js'), MAILDIR_PLUGIN(maildir));
+  }
   await writeFile(join(cfg, 'host_list'), `${domain}\n`);
   await writeFile(join(cfg, 'me'), `haraka.${domain}\n`);
   await writeFile(join(cfg, 'log.ini'), '[main]\nlevel=warn\n');

@@ -1,7 +1,8 @@
 /**
  * The peer table (scenarios a-c): moonpost (1 and 2 workers, durable queue, without and with
  * bench/all-hooks.lua) beside a private Postfix (durable queue, Maildir), Haraka (1 process and
- * nodes=2; accepts and discards without writing or fsyncing) and smtp-sink (accepts and discards:
+ * nodes=2, accepting and discarding without writing or fsyncing; and nodes=2 storing each message
+ * durably in a Maildir before its 250 through a small plugin) and smtp-sink (accepts and discards:
  * the ceiling of what the client and the loopback allow), all on loopback, all started by the bench.
  * Every server is fed the same load by Postfix's smtp-source (20 connections) while the latency probe
  * (probe.ts) times the end of DATA on one more connection; memory is sampled over each server's
@@ -100,6 +101,7 @@ const LABELS: Record<ServerId, string> = {
   postfix: 'Postfix',
   'haraka-1': `Haraka ${HARAKA_VERSION}, 1 process`,
   'haraka-2': `Haraka ${HARAKA_VERSION}, nodes=2`,
+  'haraka-2-maildir': `Haraka ${HARAKA_VERSION}, nodes=2, Maildir`,
   ...Object.fromEntries(Object.entries(MOONPOST).map(([k, v]) => [k, v.label])),
 } as Record<ServerId, string>;
 const STORES: Record<ServerId, string> = {
@@ -107,6 +109,7 @@ const STORES: Record<ServerId, string> = {
   postfix: 'fsync queue, Maildir',
   'haraka-1': 'discards, no fsync',
   'haraka-2': 'discards, no fsync',
+  'haraka-2-maildir': 'fsync, Maildir at 250',
   'moonpost-1': 'fsync, Maildir at 250',
   'moonpost-1-hooks': 'fsync, Maildir at 250',
   'moonpost-2': 'fsync, Maildir at 250',
@@ -159,18 +162,17 @@ async function startServer(ctx: BenchContext, id: ServerId, harakaBin: { bin: st
       stop: () => pf.stop(),
     };
   }
-  if (id === 'haraka-1' || id === 'haraka-2') {
+  if (id === 'haraka-1' || id === 'haraka-2' || id === 'haraka-2-maildir') {
     if (harakaBin === null) throw new Error('Haraka not selected');
     if (harakaBin instanceof Error) throw harakaBin;
-    const h = await startHaraka(harakaBin.bin, harakaBin.dir, dir, await freePort(), ctx.domain, id === 'haraka-1' ? 0 : 2);
+    const maildir = id === 'haraka-2-maildir' ? join(dir, 'Maildir') : undefined;
+    const h = await startHaraka(harakaBin.bin, harakaBin.dir, dir, await freePort(), ctx.domain, id === 'haraka-1' ? 0 : 2, maildir);
     onCleanup(`stop ${id}`, () => h.stop());
     return {
       ...base,
       port: h.port,
       roots: () => [h.pid],
-      count: () => h.accepted(),
-      reset: async () => undefined,
-      verify: async () => null,
+      ...(maildir ? maildirParts(join(maildir, 'new'), null) : { count: () => h.accepted(), reset: async () => undefined, verify: async () => null }),
       diagnose: () => (h.alive() ? null : `Haraka exited:\n${h.tail()}`),
       stop: () => h.stop(),
     };
@@ -338,7 +340,8 @@ export async function runPeers(ctx: BenchContext, list: Scenario[]): Promise<Pee
     '  multi-process servers: Postfix\'s smtpd/cleanup, Haraka\'s and moonpost\'s workers).',
     'Postfix acknowledges after an fsynced queue file, then delivers to a Maildir; moonpost acknowledges once the fsynced',
     '  message is in the Maildir (folder fsynced; mail it cannot deliver at once goes to its fsynced queue first); both counted. Haraka discards',
-    '  without writing or fsyncing (counted by a plugin); smtp-sink discards (the ceiling of client and loopback for',
+    '  without writing or fsyncing (counted by a plugin), or with "Maildir" stores each message as moonpost does before its 250',
+    '  (bench/haraka.ts\'s bench_maildir plugin: written, fsynced, renamed into new/, new/ fsynced); smtp-sink discards (the ceiling of client and loopback for',
     '  5 KB; being single-threaded it is no ceiling for 1 MB).',
   ];
   return {

@@ -4,7 +4,8 @@
  * a-c: the peer table (peers.ts). moonpost (1 process and `workers: 2`, durable queue, without and
  *    with bench/all-hooks.lua) beside a private Postfix (own config and queue under a temp folder,
  *    Maildir delivery; needs root and the postfix package), Haraka (installed by the bench into
- *    ~/.cache/moonpost-bench/haraka; 1 process and nodes=2; discards without fsync) and smtp-sink (the
+ *    ~/.cache/moonpost-bench/haraka; 1 process and nodes=2 discarding without fsync, and nodes=2 with a
+ *    plugin storing each message durably in a Maildir before its 250) and smtp-sink (the
  *    ceiling), all on loopback, fed by Postfix's smtp-source over 20 connections:
  *      a) 10,000 x 5 KB, a new connection per message
  *      b) 10,000 x 5 KB, the 20 connections reused (-d: the sessions share the -m total)
@@ -31,7 +32,7 @@
  *   BENCH_REPS=1          --reps 1        repetitions per server and scenario (default 3; median reported)
  *   BENCH_ONLY=a,c        --only a,c      run only these scenarios (a, b, c, d, e, f, g, h)
  *   BENCH_SERVERS=postfix,moonpost-1  --servers ...  rows of the peer table to run (default all:
- *                         sink, postfix, haraka-1, haraka-2, moonpost-1, moonpost-1-hooks, moonpost-2, moonpost-2-hooks)
+ *                         sink, postfix, haraka-1, haraka-2, haraka-2-maildir, moonpost-1, moonpost-1-hooks, moonpost-2, moonpost-2-hooks)
  *   BENCH_NO_POSTFIX=1    --no-postfix    no Postfix (peer table and relay)
  *   BENCH_NO_HARAKA=1     --no-haraka     no Haraka (and no install)
  *   BENCH_NO_WARMUP=1     --no-warmup     skip the unmeasured warm-up run per server
@@ -102,6 +103,7 @@ function targetsSection(trials: Trial[]): Section {
   for (const sc of ['a', 'b']) {
     cmp(`${sc}) workers: 2 + all hooks >= 1.5× Postfix`, sc, 'moonpost-2-hooks', 'postfix', 1.5);
     cmp(`${sc}) workers: 2 + all hooks >= Haraka nodes=2`, sc, 'moonpost-2-hooks', 'haraka-2', 1);
+    cmp(`${sc}) the same against Haraka nodes=2 + Maildir (both durable)`, sc, 'moonpost-2-hooks', 'haraka-2-maildir', 1);
     cmp(`${sc}) 1 process, no script >= Postfix`, sc, 'moonpost-1', 'postfix', 1);
   }
   cmp('c) workers: 2 + all hooks >= Postfix', 'c', 'moonpost-2-hooks', 'postfix', 1);
