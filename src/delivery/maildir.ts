@@ -4,6 +4,21 @@ import { join } from 'node:path';
 import { syncPath, type DirSyncers } from '../util/fsync.js';
 import { QUEUE_ID_SUFFIX } from '../queue/spool.js';
 
+/** How long a `cur/` listing serves recovered messages (see MaildirDelivery.listings). */
+const LISTING_TTL_MS = 30_000;
+
+/** The unique part of a name maildirName gave: `M<usec>Q<queue id>`. */
+const UNIQUE = /^\d+\.(M\d+Q[0-9A-Za-z]+)\./;
+
+/**
+ * Whether `entry` is the message named `name`, as a reader left it: one that takes a message
+ * renames it into `cur/` with its flags after a ":" (`:2,S`), and some add fields after a ","
+ * first (Dovecot's `,W=<size>`).
+ */
+function isNamed(entry: string, name: string): boolean {
+  return entry === name || (entry.startsWith(name) && (entry[name.length] === ':' || entry[name.length] === ','));
+}
+
 // Maildir names must not contain "/" or ":"; the host part is escaped as the spec says.
 const host = hostname().replace(/\//g, '\\057').replace(/:/g, '\\072');
 
@@ -28,12 +43,37 @@ export function maildirName(queueId: string, size: number): string {
  */
 export class MaildirDelivery {
   private readonly made = new Set<string>();
+  /**
+   * `cur/` listings read for recovered messages, by their unique part. A recovery brings back
+   * many messages for one mailbox at once, so a listing serves for a while, not once per message:
+   * what it must find was delivered before the restart, so before the listing.
+   */
+  private readonly listings = new Map<string, { at: number; names: Promise<Map<string, string>> }>();
 
   constructor(
     readonly mailRoot: string,
     private readonly syncers: DirSyncers,
     private readonly fsync: boolean,
   ) {}
+
+  private listing(cur: string): Promise<Map<string, string>> {
+    const now = Date.now();
+    const kept = this.listings.get(cur);
+    if (kept && now - kept.at < LISTING_TTL_MS) return kept.names;
+    const names = readdir(cur).then((entries) => {
+      const byUnique = new Map<string, string>();
+      for (const entry of entries) {
+        const m = UNIQUE.exec(entry);
+        if (m) byUnique.set(m[1], entry);
+      }
+      return byUnique;
+    });
+    this.listings.set(cur, { at: now, names });
+    const forget = (): void => void (this.listings.get(cur)?.names === names && this.listings.delete(cur));
+    names.catch(forget);
+    setTimeout(forget, LISTING_TTL_MS).unref();
+    return names;
+  }
 
   folder(mailbox: string): string {
     return join(this.mailRoot, mailbox);
@@ -56,9 +96,10 @@ export class MaildirDelivery {
       await this.ensure(dir);
       const size = knownSize ?? (await stat(sourcePath)).size;
       const name = maildirName(queueId, size);
+      // A copy left in new/ is found by the link below (EEXIST).
       if (recovered) {
-        const earlier = await findDelivered(dir, name);
-        if (earlier) return earlier;
+        const earlier = (await this.listing(join(dir, 'cur'))).get(UNIQUE.exec(name)![1]);
+        if (earlier && isNamed(earlier, name)) return join(dir, 'cur', earlier);
       }
       const target = join(dir, 'new', name);
       try {
@@ -79,20 +120,6 @@ export class MaildirDelivery {
       throw new Error(`maildir ${dir}: ${(err as Error).message}`, { cause: err });
     }
   }
-}
-
-/**
- * The copy of the message named `name` already in the Maildir at `dir`, or null. A reader that
- * takes a message renames it into `cur/` with its flags after a ":" (`:2,S`), and some add
- * fields after a "," first (Dovecot's `,W=<size>`); the part before is the name given.
- */
-async function findDelivered(dir: string, name: string): Promise<string | null> {
-  for (const sub of ['new', 'cur']) {
-    for (const entry of await readdir(join(dir, sub))) {
-      if (entry === name || (entry.startsWith(name) && (entry[name.length] === ':' || entry[name.length] === ','))) return join(dir, sub, entry);
-    }
-  }
-  return null;
 }
 
 /** A link whose name is taken already is the same message delivered before: done. */

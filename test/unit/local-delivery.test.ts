@@ -83,7 +83,9 @@ test('a recovered message finds the copy a reader moved to cur/ (with flags, or 
       const name = first.slice(first.lastIndexOf('/') + 1);
       const read = join(box, 'cur', name + suffix);
       await rename(first, read);
-      assert.equal(await maildir.deliver(spool.messagePath(env.id), 'localhost/u', env.id, undefined, true), read, suffix);
+      // The server restarts (a new delivery, no listing kept) and recovers the message.
+      const restarted = new MaildirDelivery(mail, new DirSyncers(false), false);
+      assert.equal(await restarted.deliver(spool.messagePath(env.id), 'localhost/u', env.id, undefined, true), read, suffix);
       assert.deepEqual(await newFiles(mail, 'u'), [], suffix);
       // Without the mark, the queue's own retries do not look (no crash, no copy).
       await maildir.deliver(spool.messagePath(env.id), 'localhost/u', env.id);
@@ -94,8 +96,12 @@ test('a recovered message finds the copy a reader moved to cur/ (with flags, or 
     const env = await commit(spool, [local('u')]);
     const name = maildirName(env.id, 20);
     await writeFile(join(box, 'cur', `${name}0:2,`), 'another');
-    const file = await maildir.deliver(spool.messagePath(env.id), 'localhost/u', env.id, 20, true);
+    const restarted = new MaildirDelivery(mail, new DirSyncers(false), false);
+    const file = await restarted.deliver(spool.messagePath(env.id), 'localhost/u', env.id, 20, true);
     assert.equal(file, join(box, 'new', name));
+    // A copy left in new/ is the link's EEXIST: still one file.
+    assert.equal(await restarted.deliver(spool.messagePath(env.id), 'localhost/u', env.id, 20, true), file);
+    assert.deepEqual(await newFiles(mail, 'u'), [name]);
   });
 });
 
