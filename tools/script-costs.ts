@@ -1,6 +1,7 @@
 /**
- * What the script host costs, in microseconds, outside any server: a fresh SMTPSVR.LUA state
- * (everything a new connection pays before Start), one whole callback with its globals round
+ * What the script host costs, in microseconds, outside any server: an SMTPSVR.LUA session's
+ * state (restored from a kept one, src/script/state-pool.ts: what a new connection pays before
+ * Start), one whole callback with its globals round
  * trip, and the line callbacks per message line. bench/all-hooks.lua is the script. Medians
  * of 7 rounds; the machine's noise shows in the spread.
  *
@@ -37,7 +38,7 @@ try {
   const session = (): ScriptHooks => s.host.hooksForScript(script, initialPolicy(s.config), facts, s.log)!;
 
   console.log(`script host costs (bench/all-hooks.lua), median of ${ROUNDS} rounds (min-max)`);
-  median('new state + End + close (one connection)', 1000, () => session().end());
+  median('kept state for a session, End, restored', 1000, () => session().end());
   const h = session();
   median('whole callback, nothing to sync (DoNOOP)', 20000, () => h.simple('NOOP'));
   median('whole callback with arguments (DoRCPTTO)', 20000, () => h.rcptTo('<user@bench.test>', 'user@bench.test', {}, ['user@bench.test']));

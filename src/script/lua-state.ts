@@ -12,10 +12,18 @@ import {
   T_TABLE,
   type LuaVm,
   type StateBudget,
+  type StateSnapshot,
   type Stop,
 } from './lua-vm.js';
+import { randomInt } from 'node:crypto';
 import { SANDBOX_PRELUDE } from './sandbox.js';
 import { internalChunk } from './compile.js';
+
+/** A state kept to be restored (LuaState.keep). */
+export interface StateTemplate {
+  snap: StateSnapshot;
+  collecting: boolean;
+}
 
 /** A value crossing between JS and Lua. Buffers become Lua strings byte for byte. */
 export type LuaValue = null | boolean | number | string | Buffer | LuaValue[] | { [key: string]: LuaValue };
@@ -54,13 +62,18 @@ export class LuaState {
   closed = false;
   /** The host functions of this state, by the number their closure carries. */
   private host: HostFunction[] = [];
+  /** Host functions called so far (see ScriptHost's templates: a main chunk must call none). */
+  hostCalls = 0;
+  /** The registry reference of the library's math.randomseed, kept by watching(). */
+  private seeder = 0;
 
   constructor(
     readonly vm: LuaVm,
     memoryLimit: number,
     readonly name: string,
+    region = 0,
   ) {
-    const s = vm.newState(memoryLimit);
+    const s = vm.newState(memoryLimit, region);
     this.L = s.L;
     this.id = s.id;
     this.budget = s.budget;
@@ -167,6 +180,76 @@ export class LuaState {
     } finally {
       m._free(p);
     }
+  }
+
+  /**
+   * Runs `fn` (the script's main chunk, as a template is made) and says whether it called
+   * os.time, os.clock, os.date, math.random or math.randomseed: a snapshot would fix their
+   * results for every session made from it. Keeps the library's math.randomseed for restore().
+   */
+  watching<T>(fn: () => T): { result: T; called: boolean } {
+    const vm = this.vm;
+    const m = vm.m;
+    const L = this.L;
+    m._lua_createtable(L, 0, 5);
+    for (const [lib, names] of [
+      ['os', ['time', 'clock', 'date']],
+      ['math', ['random', 'randomseed']],
+    ] as const) {
+      if (this.rawGetGlobal(lib) === T_TABLE) {
+        for (const name of names) {
+          vm.pushString(L, name);
+          if (m._lua_rawget(L, -2) !== T_FUNCTION) {
+            m._lua_settop(L, -2);
+            continue;
+          }
+          if (lib === 'math' && name === 'randomseed') {
+            m._lua_pushvalue(L, -1);
+            this.seeder = m._luaL_ref(L, LUA_REGISTRYINDEX);
+          }
+          m._lua_pushboolean(L, 1);
+          m._lua_rawset(L, -4);
+        }
+      }
+      m._lua_settop(L, -2);
+    }
+    const set: number = m._luaL_ref(L, LUA_REGISTRYINDEX);
+    vm.watch = { L, set, seen: false };
+    try {
+      const result = fn();
+      return { result, called: vm.watch.seen };
+    } finally {
+      vm.watch = null;
+      // The call hook the chunk ran with must not outlive it (every call arms its own hook).
+      vm.disarmHook(L);
+      m._luaL_unref(L, LUA_REGISTRYINDEX, set);
+    }
+  }
+
+  /**
+   * The state as it is now, to come back to with restore(), or null when it cannot be kept
+   * (not built in a region whole, or no seeder from watching()).
+   */
+  keep(): StateTemplate | null {
+    if (!this.seeder) return null;
+    const snap = this.vm.snapshot(this.id);
+    return snap && { snap, collecting: this.collecting };
+  }
+
+  /**
+   * Makes this state again what it was when `t` was kept, byte for byte, except for a new seed
+   * of math.random (else every session made from it would draw the same numbers).
+   */
+  restore(t: StateTemplate): void {
+    this.vm.restore(this.id, t.snap);
+    this.collecting = t.collecting;
+    this.internal = false;
+    this.cur = 0;
+    const m = this.vm.m;
+    m._lua_rawgeti(this.L, LUA_REGISTRYINDEX, BigInt(this.seeder));
+    m._lua_pushinteger(this.L, BigInt(randomInt(2 ** 47)));
+    m._lua_pushinteger(this.L, BigInt(randomInt(2 ** 47)));
+    m._lua_callk(this.L, 2, 0, 0, 0);
   }
 
   /** Is `name` a global function of the script? */

@@ -18,6 +18,8 @@ export const LUA_REGISTRYINDEX = -1000000 - 1000;
 /** The registry slot of the globals table (Lua 5.4 lua.h). */
 export const LUA_RIDX_GLOBALS = 2;
 export const LUA_MASKCOUNT = 1 << 3;
+const LUA_MASKCALL = 1 << 0;
+const LUA_HOOKCOUNT = 3;
 
 export const T_NIL = 0;
 export const T_BOOLEAN = 1;
@@ -34,6 +36,12 @@ export type Stop = 'timeout' | 'instructions' | 'memory';
  * user data at `ptr` (UD of state-allocator.ts: bytes used, the cap, whether the cap binds now,
  * whether it was hit), where the allocator keeps it up to date without leaving wasm.
  */
+/** A state's region and user data as they were (LuaVm.snapshot). */
+export interface StateSnapshot {
+  region: Uint8Array;
+  ud: Uint8Array;
+}
+
 export class StateBudget {
   private stop: Stop | null = null;
   closed = false;
@@ -257,7 +265,8 @@ export class LuaVm {
         }),
       'iiiii',
     );
-    this.hookFn = m.addFunction((L: number): void => {
+    this.hookFn = m.addFunction((L: number, ar: number): void => {
+      if (this.watch && m.HEAP32[ar >> 2] !== LUA_HOOKCOUNT) return this.noticeCall(L, ar);
       const b = this.running;
       if (!b) return;
       if (this.overBudget(b, HOOK_EVERY)) this.raiseStop(L, b);
@@ -292,6 +301,24 @@ export class LuaVm {
     return this.api._lua_error(L) as never;
   }
 
+  /**
+   * While set, calls of the functions in the registry table `set` (as keys) of the state `L`,
+   * its coroutines included, are noticed (`seen`): the functions whose results a snapshot of
+   * the state would fix for good. Only that state runs while it is set.
+   */
+  watch: { L: number; set: number; seen: boolean } | null = null;
+
+  private noticeCall(L: number, ar: number): void {
+    const w = this.watch!;
+    if (w.seen) return;
+    const m = this.api;
+    m._lua_getinfo(L, this.cstr('f'), ar);
+    m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(w.set));
+    m._lua_rotate(L, -2, 1);
+    if (m._lua_rawget(L, -2) !== T_NIL) w.seen = true;
+    m._lua_settop(L, -3);
+  }
+
   /** The pattern matcher's budget check: one step counts as one instruction. */
   private chargeSteps(steps: number): void {
     const b = this.running;
@@ -311,6 +338,7 @@ export class LuaVm {
       this.pushString(L, `host function ${index} unavailable`);
       return m._lua_error(L);
     }
+    state.hostCalls++;
     const prevCur = state.cur;
     state.cur = L;
     let results: LuaValue[];
@@ -601,16 +629,26 @@ export class LuaVm {
     return new LuaVm(module, exports);
   }
 
-  /** A new state with its own memory cap; returns its pointer and budget. */
-  newState(memoryLimit: number): { L: number; budget: StateBudget; id: number } {
+  /**
+   * A new state with its own memory cap; returns its pointer and budget. With `region` bytes
+   * (and the wasm allocator), the state is built in one block of that size for as long as it
+   * fits, so that a snapshot of it can be taken and restored (see snapshot).
+   */
+  newState(memoryLimit: number, region = 0): { L: number; budget: StateBudget; id: number } {
     const ptr: number = this.m._malloc(UD.size);
     if (!ptr) throw new Error('cannot create a Lua state (wasm heap exhausted)');
     const budget = new StateBudget(this.m, ptr, memoryLimit);
+    const r: number = region > 0 && this.arena ? this.m._malloc(region) : 0;
+    if (r) {
+      const h: Int32Array = this.m.HEAP32;
+      h[(ptr + UD.rstart) >> 2] = r;
+      h[(ptr + UD.rcur) >> 2] = r;
+      h[(ptr + UD.rend) >> 2] = r + region;
+    }
     const L = this.m._lua_newstate(this.allocFn, ptr);
     if (!L) {
       budget.closed = true;
-      this.arena?.drop(ptr);
-      this.m._free(ptr);
+      this.freeState(ptr);
       throw new Error('cannot create a Lua state (out of memory)');
     }
     this.budgetOf.set(ptr, budget);
@@ -623,12 +661,47 @@ export class LuaVm {
     const budget = this.budgetOf.get(id);
     if (budget && this.running === budget) this.running = null;
     // An arena goes at once, every object with it; the module's own allocator needs the walk.
-    if (this.arena) this.arena.drop(id);
-    else this.m._lua_close(L);
+    if (this.arena) this.freeState(id);
+    else {
+      this.m._lua_close(L);
+      this.m._free(id);
+    }
     if (budget) budget.closed = true;
     this.budgetOf.delete(id);
-    this.m._free(id);
     this.statesOpen--;
+  }
+
+  /** Frees an arena state's blocks, its region and its user data. */
+  private freeState(id: number): void {
+    this.arena?.drop(id);
+    const region: number = this.m.HEAP32[(id + UD.rstart) >> 2];
+    if (region) this.m._free(region);
+    this.m._free(id);
+  }
+
+  /**
+   * Seals the region of state `id` and copies it with the state's user data, or returns null
+   * when the state does not lie in its region whole (no region, or it outgrew it). Blocks the
+   * state takes from now on come from malloc; restore frees them and writes the copy back,
+   * which makes the state again what it was here, byte for byte.
+   */
+  snapshot(id: number): StateSnapshot | null {
+    const h: Int32Array = this.m.HEAP32;
+    const start = h[(id + UD.rstart) >> 2];
+    const cur = h[(id + UD.rcur) >> 2];
+    if (!start || h[(id + UD.spilled) >> 2]) return null;
+    h[(id + UD.rend) >> 2] = cur;
+    return { region: this.m.HEAPU8.slice(start, cur), ud: this.m.HEAPU8.slice(id, id + UD.size) };
+  }
+
+  /** Puts state `id` back as its snapshot found it (see snapshot). */
+  restore(id: number, snap: StateSnapshot): void {
+    this.arena!.drop(id);
+    const heap: Uint8Array = this.m.HEAPU8;
+    heap.set(snap.region, this.m.HEAP32[(id + UD.rstart) >> 2]);
+    heap.set(snap.ud, id);
+    const budget = this.budgetOf.get(id);
+    if (budget) budget.stopped = null;
   }
 
   /**
@@ -682,7 +755,7 @@ export class LuaVm {
 
   /** Arms the count hook for a call on `L`. */
   armHook(L: number): void {
-    this.m._lua_sethook(L, this.hookFn, LUA_MASKCOUNT, HOOK_EVERY);
+    this.m._lua_sethook(L, this.hookFn, this.watch?.L === L ? LUA_MASKCOUNT | LUA_MASKCALL : LUA_MASKCOUNT, HOOK_EVERY);
   }
 
   /**

@@ -2,9 +2,10 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { SessionFacts, SessionPolicy } from '../smtp/hooks.js';
 import { LuaVm } from './lua-vm.js';
-import { LuaState, type CallBudget, type LuaValue } from './lua-state.js';
+import { LuaState, type CallBudget, type CallResult, type LuaValue } from './lua-state.js';
 import { ScriptStore, findCaseInsensitive } from './script-store.js';
 import { ScriptHooks } from './smtpsvr-hooks.js';
+import { StatePool } from './state-pool.js';
 import { RelayoutRun, type RunSettings } from './relayout-hooks.js';
 import { ScriptMetrics } from './metrics.js';
 import { readFileSync } from 'node:fs';
@@ -49,6 +50,11 @@ export class ScriptHost {
   private readonly memoryLimit: number;
   /** Also receives every `print` line of a script (the script test bench), besides the log. */
   printSink: ((text: string) => void) | null = null;
+  /** SMTPSVR.LUA states kept to be restored for new sessions. */
+  private readonly pool = new StatePool();
+  /** The log of the session a kept state serves now (its `print` was defined for the first). */
+  private readonly sessionLog = new WeakMap<LuaState, Logger>();
+  private readonly releaseState = (state: LuaState): void => this.pool.release(state, this.smtpsvr?.current ?? null, this.vm);
 
   constructor(
     private readonly config: Config,
@@ -80,6 +86,7 @@ export class ScriptHost {
   stop(): void {
     this.smtpsvr?.stop();
     this.relayout?.stop();
+    this.pool.stop();
   }
 
   /** Re-reads the scripts (SIGHUP). */
@@ -101,17 +108,25 @@ export class ScriptHost {
 
   /** A fresh state with the sandbox, `print`, `require`, the VPOP3 helpers and the script loaded and run. */
   newState(script: CompiledScript, log: Logger): LuaState | null {
+    return this.buildState(script, log, 0)?.state ?? null;
+  }
+
+  /**
+   * newState, in a region of `region` bytes when not 0 (see StatePool); `pure` says whether the
+   * main chunk called no host function and asked neither the time nor a random number.
+   */
+  private buildState(script: CompiledScript, log: Logger, region: number): { state: LuaState; pure: boolean } | null {
     let state: LuaState;
     try {
-      state = new LuaState(this.currentVm(), this.memoryLimit, script.chunkName);
+      state = new LuaState(this.currentVm(), this.memoryLimit, script.chunkName, region);
     } catch (err) {
       log.error({ err: (err as Error).message }, 'cannot create a Lua state');
       return null;
     }
     const scriptName = script.chunkName.slice(1);
-    state.define('print', (_s, args) => {
+    state.define('print', (s, args) => {
       const out = args.map(luaToText).join('\t');
-      log.info({ script: scriptName, out }, 'script print');
+      (this.sessionLog.get(s) ?? log).info({ script: scriptName, out }, 'script print');
       this.printSink?.(out);
       return [];
     });
@@ -119,7 +134,10 @@ export class ScriptHost {
     // The VPOP3 helpers; a part or decoded body may take at most a quarter of the state's memory.
     installVpop3Library(state, { maxBytes: Math.floor(this.memoryLimit / 4) });
     const shim = state.runInternal(REQUIRE_SHIM, '=require');
-    const main = shim.kind === 'ok' ? state.loadAndRun(script.bytecode, script.chunkName, 'b', this.budget) : shim;
+    const calls = state.hostCalls;
+    const run = (): CallResult => state.loadAndRun(script.bytecode, script.chunkName, 'b', this.budget);
+    const watched = shim.kind !== 'ok' ? { result: shim, called: true } : region > 0 ? state.watching(run) : { result: run(), called: true };
+    const main = watched.result;
     if (main.kind !== 'ok') {
       const message = main.kind === 'absent' ? 'no main chunk' : main.message;
       this.metrics.record('(main chunk)', main.kind === 'stopped' ? 'stopped' : 'error', 0, main.kind === 'absent' ? 'no main chunk' : main.message);
@@ -127,7 +145,7 @@ export class ScriptHost {
       state.close();
       return null;
     }
-    return state;
+    return { state, pure: !watched.called && state.hostCalls === calls };
   }
 
   private moduleSource(name: string): string {
@@ -152,9 +170,18 @@ export class ScriptHost {
 
   /** Hooks running one given script version for a session; null when its main chunk fails. */
   hooksForScript(script: CompiledScript, policy: SessionPolicy, facts: () => SessionFacts, log: Logger): ScriptHooks | null {
-    const state = this.newState(script, log);
-    if (!state) return null;
-    return new ScriptHooks(state, policy, facts, this.budget, log, this.metrics);
+    const release = this.releaseState;
+    const kept = this.vm && this.pool.take(script, this.vm);
+    if (kept) {
+      this.sessionLog.set(kept.state, log);
+      return new ScriptHooks(kept.state, policy, facts, this.budget, log, this.metrics, { made: kept.setup, release });
+    }
+    const region = this.pool.regionFor(script);
+    const built = this.buildState(script, log, region);
+    if (!built) return null;
+    const hooks = new ScriptHooks(built.state, policy, facts, this.budget, log, this.metrics, { release });
+    if (region > 0) this.pool.keep(built.state, script, hooks.setup, built.pure);
+    return hooks;
   }
 }
 

@@ -248,6 +248,12 @@ const ANALYSIS_HOOKS = ['CheckRecipients', 'ProcessMessage', 'MonitorBcc', 'LogR
 const strings = (v: LuaValue | undefined): string[] =>
   Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : typeof v === 'string' && v ? [v] : [];
 
+/** The helpers' references and the hooks a script defines, as a template's session found them. */
+export interface HooksSetup {
+  helpers: { syncin: bigint; readback: bigint; lines: number } | null;
+  defined: ReadonlySet<string>;
+}
+
 /**
  * SMTPSVR.LUA driving one session: sets the globals before each callback, reads the IN/OUT
  * ones back into the session's policy afterwards, and turns the script's return values into
@@ -258,7 +264,7 @@ export class ScriptHooks implements SessionHooks {
   private off = false;
   readonly wantsLines: boolean;
   readonly wantsAnalysis: boolean;
-  private readonly defined: Set<string>;
+  private readonly defined: ReadonlySet<string>;
   /** Registry references of the HOOKS_LUA helpers; null when they could not be set up. */
   private readonly helpers: { syncin: bigint; readback: bigint; lines: number } | null = null;
   /** The RBLResultInfo object last given to syncin. */
@@ -281,6 +287,13 @@ export class ScriptHooks implements SessionHooks {
   /** Hook calls made so far, in order: the script test bench prints them. */
   trace: ((entry: { hook: string; args: LuaValue[]; result: CallResult; ms: number }) => void) | null = null;
 
+  /** Gives the state back at the end of the session (closes it, unless the host keeps it). */
+  private readonly release: (state: LuaState) => void;
+
+  /**
+   * With `made`, the state comes from a template that had the helpers set up already (see
+   * ScriptHost): their references and the hooks found are taken from it.
+   */
   constructor(
     private readonly state: LuaState,
     private readonly policy: SessionPolicy,
@@ -288,7 +301,16 @@ export class ScriptHooks implements SessionHooks {
     private readonly budget: CallBudget,
     private readonly log: Logger,
     private readonly metrics: ScriptMetrics,
+    options: { made?: HooksSetup; release?: (state: LuaState) => void } = {},
   ) {
+    this.release = options.release ?? ((s) => s.close());
+    if (options.made) {
+      this.helpers = options.made.helpers;
+      this.defined = options.made.defined;
+      this.wantsLines = LINE_HOOKS.some((h) => this.defined.has(h));
+      this.wantsAnalysis = ANALYSIS_HOOKS.some((h) => this.defined.has(h));
+      return;
+    }
     const refs = state.internalFunctions(HOOKS_LUA, '=hooks');
     if (refs) {
       const [hooks, syncin, readback, lines] = refs;
@@ -307,6 +329,11 @@ export class ScriptHooks implements SessionHooks {
 
   has(hook: string): boolean {
     return !this.off && this.defined.has(hook);
+  }
+
+  /** What a session made from the same template takes over (see the constructor). */
+  get setup(): HooksSetup {
+    return { helpers: this.helpers, defined: this.defined };
   }
 
   private setGlobals(): void {
@@ -682,7 +709,7 @@ export class ScriptHooks implements SessionHooks {
     } catch {
       /* a runaway End has nothing left to answer */
     } finally {
-      this.state.close();
+      this.release(this.state);
     }
   }
 }

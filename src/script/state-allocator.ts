@@ -34,7 +34,18 @@ export const UD = {
   footprint: 32,
   /** Free list heads: class c (blocks of 8c bytes, 1 <= c <= 64) at FREE + 4c. */
   FREE: 32,
-  size: 32 + 4 * 65,
+  /**
+   * The state's region, when it has one: chunks and large blocks are cut from [rcur, rend) in
+   * turn while they fit, and never given to free (see take and give). The host seals it
+   * (rend = rcur) to take a snapshot of a state that lives there whole; restoring one frees
+   * whatever came from malloc since and writes the region and this user data back.
+   */
+  rstart: 32 + 4 * 65,
+  rend: 36 + 4 * 65,
+  rcur: 40 + 4 * 65,
+  /** Set when a block came from malloc while the region was still open. */
+  spilled: 44 + 4 * 65,
+  size: 48 + 4 * 65,
 } as const;
 
 const SMALL_MAX = 512;
@@ -114,8 +125,9 @@ const freeEach = (head: number, next: number): string => `
         local.get $k
         i32.load offset=${next}
         local.set $n
+        local.get $ud
         local.get $k
-        call $free
+        call $give
         local.get $n
         local.set $k
         br $next
@@ -251,10 +263,11 @@ const MODULE: AsmModule = {
     i32.const ${SMALL_MAX}
     i32.gt_u
     if
+      local.get $ud
       local.get $n
       i32.const ${HEADER}
       i32.add
-      call $malloc
+      call $take
       local.tee $p
       i32.eqz
       if
@@ -349,8 +362,9 @@ const MODULE: AsmModule = {
           return
         end
       end
+      local.get $ud
       i32.const ${CHUNK}
-      call $malloc
+      call $take
       local.tee $k
       i32.eqz
       if
@@ -422,11 +436,78 @@ const MODULE: AsmModule = {
         local.get $a
         i32.store offset=0
       end
+      local.get $ud
       local.get $ptr
-      call $free
+      call $give
       return
     end
     ${pushFree('$ptr', '$osize')}`,
+    },
+    {
+      // n bytes for a chunk or a large block: the next ones of the open region, else malloc's.
+      name: 'take',
+      params: ['ud', 'n'],
+      result: 'i32',
+      locals: { p: 'i32', q: 'i32' },
+      body: `
+    local.get $ud
+    i32.load offset=${UD.rcur}
+    local.tee $p
+    local.get $n
+    i32.const 7
+    i32.add
+    i32.const 3
+    i32.shr_u
+    i32.const 3
+    i32.shl
+    i32.add
+    local.tee $q
+    local.get $ud
+    i32.load offset=${UD.rend}
+    i32.le_u
+    local.get $p
+    i32.const 0
+    i32.ne
+    i32.and
+    if
+      local.get $ud
+      local.get $q
+      i32.store offset=${UD.rcur}
+      local.get $p
+      return
+    end
+    local.get $ud
+    i32.load offset=${UD.rend}
+    local.get $ud
+    i32.load offset=${UD.rcur}
+    i32.ne
+    if
+      local.get $ud
+      i32.const 1
+      i32.store offset=${UD.spilled}
+    end
+    local.get $n
+    call $malloc`,
+    },
+    {
+      // Gives back a chunk or large block: to free, unless it lies in the region.
+      name: 'give',
+      params: ['ud', 'p'],
+      body: `
+    local.get $p
+    local.get $ud
+    i32.load offset=${UD.rstart}
+    i32.ge_u
+    local.get $p
+    local.get $ud
+    i32.load offset=${UD.rend}
+    i32.lt_u
+    i32.and
+    if
+      return
+    end
+    local.get $p
+    call $free`,
     },
     {
       // Frees everything the state holds (its end, in place of lua_close).
