@@ -31,17 +31,17 @@ export const T_FUNCTION = 6;
 /** Why a call was stopped by the host rather than by the script's own error. */
 export type Stop = 'timeout' | 'instructions' | 'memory';
 
-/**
- * Accounting of one Lua state. The memory part lives in the wasm heap, in the state's allocator
- * user data at `ptr` (UD of state-allocator.ts: bytes used, the cap, whether the cap binds now,
- * whether it was hit), where the allocator keeps it up to date without leaving wasm.
- */
 /** A state's region and user data as they were (LuaVm.snapshot). */
 export interface StateSnapshot {
   region: Uint8Array;
   ud: Uint8Array;
 }
 
+/**
+ * Accounting of one Lua state. The memory part lives in the wasm heap, in the state's allocator
+ * user data at `ptr` (UD of state-allocator.ts: bytes used, the cap, whether the cap binds now,
+ * whether it was hit), where the allocator keeps it up to date without leaving wasm.
+ */
 export class StateBudget {
   private stop: Stop | null = null;
   closed = false;

@@ -134,10 +134,17 @@ export class ScriptHost {
     // The VPOP3 helpers; a part or decoded body may take at most a quarter of the state's memory.
     installVpop3Library(state, { maxBytes: Math.floor(this.memoryLimit / 4) });
     const shim = state.runInternal(REQUIRE_SHIM, '=require');
-    const calls = state.hostCalls;
-    const run = (): CallResult => state.loadAndRun(script.bytecode, script.chunkName, 'b', this.budget);
-    const watched = shim.kind !== 'ok' ? { result: shim, called: true } : region > 0 ? state.watching(run) : { result: run(), called: true };
-    const main = watched.result;
+    let main = shim;
+    let pure = false;
+    if (shim.kind === 'ok') {
+      const calls = state.hostCalls;
+      const run = (): CallResult => state.loadAndRun(script.bytecode, script.chunkName, 'b', this.budget);
+      if (region > 0) {
+        const watched = state.watching(run);
+        main = watched.result;
+        pure = !watched.called && state.hostCalls === calls;
+      } else main = run();
+    }
     if (main.kind !== 'ok') {
       const message = main.kind === 'absent' ? 'no main chunk' : main.message;
       this.metrics.record('(main chunk)', main.kind === 'stopped' ? 'stopped' : 'error', 0, main.kind === 'absent' ? 'no main chunk' : main.message);
@@ -145,7 +152,7 @@ export class ScriptHost {
       state.close();
       return null;
     }
-    return { state, pure: !watched.called && state.hostCalls === calls };
+    return { state, pure };
   }
 
   private moduleSource(name: string): string {
