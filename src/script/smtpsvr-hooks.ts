@@ -254,6 +254,21 @@ export interface HooksSetup {
   defined: ReadonlySet<string>;
 }
 
+/** Sets up the HOOKS_LUA helpers in a new state and finds the hooks its script defines. */
+function setUpHooks(state: LuaState): HooksSetup {
+  const refs = state.internalFunctions(HOOKS_LUA, '=hooks');
+  if (!refs) return { helpers: null, defined: new Set(HOOK_NAMES.filter((n) => state.hasFunction(n))) };
+  const [hooks, syncin, readback, lines] = refs;
+  const m = state.vm.m;
+  const L = state.L;
+  const base = m._lua_gettop(L);
+  m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(hooks));
+  m._lua_callk(L, 0, HOOK_NAMES.length, 0, 0);
+  const defined = new Set(HOOK_NAMES.filter((_, i) => m._lua_toboolean(L, base + 1 + i) !== 0));
+  m._lua_settop(L, base);
+  return { helpers: { syncin: BigInt(syncin), readback: BigInt(readback), lines }, defined };
+}
+
 /**
  * SMTPSVR.LUA driving one session: sets the globals before each callback, reads the IN/OUT
  * ones back into the session's policy afterwards, and turns the script's return values into
@@ -266,7 +281,7 @@ export class ScriptHooks implements SessionHooks {
   readonly wantsAnalysis: boolean;
   private readonly defined: ReadonlySet<string>;
   /** Registry references of the HOOKS_LUA helpers; null when they could not be set up. */
-  private readonly helpers: { syncin: bigint; readback: bigint; lines: number } | null = null;
+  private readonly helpers: HooksSetup['helpers'];
   /** The RBLResultInfo object last given to syncin. */
   private rblPushed: SessionFacts['rblResultInfo'] | null = null;
   /** Fact values last given to syncin (FACT_GLOBALS order). */
@@ -304,25 +319,7 @@ export class ScriptHooks implements SessionHooks {
     options: { made?: HooksSetup; release?: (state: LuaState) => void } = {},
   ) {
     this.release = options.release ?? ((s) => s.close());
-    if (options.made) {
-      this.helpers = options.made.helpers;
-      this.defined = options.made.defined;
-      this.wantsLines = LINE_HOOKS.some((h) => this.defined.has(h));
-      this.wantsAnalysis = ANALYSIS_HOOKS.some((h) => this.defined.has(h));
-      return;
-    }
-    const refs = state.internalFunctions(HOOKS_LUA, '=hooks');
-    if (refs) {
-      const [hooks, syncin, readback, lines] = refs;
-      this.helpers = { syncin: BigInt(syncin), readback: BigInt(readback), lines };
-      const m = state.vm.m;
-      const L = state.L;
-      const base = m._lua_gettop(L);
-      m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(hooks));
-      m._lua_callk(L, 0, HOOK_NAMES.length, 0, 0);
-      this.defined = new Set(HOOK_NAMES.filter((_, i) => m._lua_toboolean(L, base + 1 + i) !== 0));
-      m._lua_settop(L, base);
-    } else this.defined = new Set(HOOK_NAMES.filter((n) => state.hasFunction(n)));
+    ({ helpers: this.helpers, defined: this.defined } = options.made ?? setUpHooks(state));
     this.wantsLines = LINE_HOOKS.some((h) => this.defined.has(h));
     this.wantsAnalysis = ANALYSIS_HOOKS.some((h) => this.defined.has(h));
   }
