@@ -48,6 +48,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runAttachScenario } from './attach-bench.js';
+import { describeDisk, spreadSubfolders } from './disk.js';
 import { cleanup, installSignalHandlers, onCleanup } from './cleanup.js';
 import { HARAKA_VERSION } from './haraka.js';
 import { runIdleScenario, runManyIdleScenario } from './idle-bench.js';
@@ -121,13 +122,14 @@ function targetsSection(trials: Trial[]): Section {
   };
 }
 
-async function machine(): Promise<string[]> {
+async function machine(root: string, spread: boolean): Promise<string[]> {
   const cpu = cpus();
   const kernel = (await run('uname', ['-sr'])).stdout.trim();
   const pfv = (await run('/usr/sbin/postconf', ['-dh', 'mail_version'])).stdout.trim();
   return [
     `${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${fmt(totalmem() / 2 ** 30, 1)} GB RAM, ${kernel}`,
     `Node ${process.version}, Postfix ${pfv || 'n/a'}, Haraka ${HARAKA_VERSION}; all servers, load generators and the probe on the same cores, loopback only`,
+    await describeDisk(root, spread),
   ];
 }
 
@@ -171,6 +173,7 @@ async function main(): Promise<number> {
   const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
   const root = await mkdtemp(join(tmpdir(), 'moonpost-bench-'));
   await chmod(root, 0o755); // Postfix's daemons and the mailbox owner must traverse it
+  const spread = await spreadSubfolders(root);
   onCleanup('remove temp folder', async () => {
     if (opts.keep) log(`bench: kept ${root}`);
     else await rm(root, { recursive: true, force: true });
@@ -199,7 +202,7 @@ async function main(): Promise<number> {
     ? `NOISY: measured while other work used the CPU (1-minute load average ${loadBefore[0].toFixed(2)} before the run, ${loadAfter[0].toFixed(2)} at the end); to be re-measured on a quiet machine`
     : `Quiet machine (1-minute load average ${loadBefore[0].toFixed(2)} before the run, ${loadAfter[0].toFixed(2)} at the end, the benchmark's own load included)`;
   const cmd = isFullRun(opts) && opts.reps === 3 ? 'npm run bench' : `npm run bench (${[opts.only ? `BENCH_ONLY=${[...opts.only].join(',')}` : '', opts.servers ? `BENCH_SERVERS=${[...opts.servers].join(',')}` : '', opts.scale !== 1 ? `BENCH_SCALE=${opts.scale}` : '', opts.reps !== 3 ? `BENCH_REPS=${opts.reps}` : ''].filter(Boolean).join(' ')})`;
-  const md = markdown(shown, await machine(), conditions, cmd);
+  const md = markdown(shown, await machine(root, spread), conditions, cmd);
   process.stdout.write(`\n${md}\n`);
   if (opts.write === true || (opts.write === null && isFullRun(opts))) await writeOutputs(md);
   const problems = sections.flatMap((s) => s.problems);
