@@ -151,6 +151,12 @@ export const configSchema = z.strictObject({
    * everything in one process, as without the key.
    */
   workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
+  /**
+   * How several workers share a listening socket: "kernel", each worker accepts from it
+   * itself; "primary", the primary accepts and hands each connection to the next worker in
+   * turn (an IPC message and a file descriptor per connection).
+   */
+  workerAccept: z.enum(['kernel', 'primary']).default('kernel'),
   services: z.array(serviceSchema).min(1),
   domains: z.array(domainSchema).default([]),
   users: z.array(userSchema).default([]),

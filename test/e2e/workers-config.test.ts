@@ -20,6 +20,12 @@ test('workers: a number from 1, or "auto"; 1 by default', () => {
   }
 });
 
+test('workerAccept: kernel by default, or primary', () => {
+  assert.equal(validateConfig(base, 't').workerAccept, 'kernel');
+  assert.equal(validateConfig({ ...base, workerAccept: 'primary' }, 't').workerAccept, 'primary');
+  assert.throws(() => validateConfig({ ...base, workerAccept: 'roundrobin' }, 't'), (e: unknown) => e instanceof ConfigError && /workerAccept/.test(e.message));
+});
+
 /** Pids of the children of a process (Linux). */
 function children(pid: number): number[] {
   return readdirSync(`/proc/${pid}/task`).flatMap((t) => {

@@ -291,7 +291,12 @@ test('workers: 2 share the port; mail over many connections is delivered exactly
     await mp.waitFor(() => mp.log('script loaded', (l) => l.worker === 1 && l.version === 2).length > 0 && mp.log('script loaded', (l) => l.worker === 2 && l.version === 2).length > 0, 10_000, 'both workers to load the new script');
     assert.equal(mp.log('SIGHUP: reloading scripts', (l) => l.worker === 1).length, 1);
     assert.equal(mp.log('SIGHUP: reloading scripts', (l) => l.worker === 2).length, 1);
-    const after = await Promise.all(Array.from({ length: 12 }, () => noop(mp, s.port)));
+    // Each worker accepts for itself (workerAccept: kernel), so which one takes a burst is the
+    // kernel's choice: bursts go on until both have answered.
+    const after: { worker: number; reply: string }[] = [];
+    for (let round = 0; round < 20 && new Set(after.map((a) => a.worker)).size < 2; round++) {
+      after.push(...(await Promise.all(Array.from({ length: 6 }, () => noop(mp, s.port)))));
+    }
     assert.ok(after.every((a) => a.reply === '250 2.0.0 script v2'), JSON.stringify(after));
     assert.deepEqual([...new Set(after.map((a) => a.worker))].sort(), [1, 2], `both workers answered after SIGHUP: ${JSON.stringify(after)}`);
 
@@ -392,5 +397,20 @@ test('workers: a primary killed with SIGKILL takes its workers with it at once; 
     assert.equal(second.workerPids().size, 2, second.tail());
   } finally {
     await teardown(s, first, second);
+  }
+});
+
+test('workers: workerAccept primary deals connections to the workers in turn', { timeout: 60_000 }, async () => {
+  const s = await setup({ workerAccept: 'primary' });
+  const mp = new Moonpost(s.configFile);
+  try {
+    await mp.ready(s.port);
+    const served: number[] = [];
+    for (let i = 0; i < 6; i++) served.push((await noop(mp, s.port)).worker);
+    // Round-robin: one after the other, never the same worker twice in a row.
+    assert.deepEqual(served.slice(0, 2).sort(), [1, 2], JSON.stringify(served));
+    for (let i = 2; i < served.length; i++) assert.equal(served[i], served[i - 2], JSON.stringify(served));
+  } finally {
+    await teardown(s, mp);
   }
 });
