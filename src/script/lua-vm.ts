@@ -232,10 +232,11 @@ export class LuaVm {
   private constructor(module: LuaModule, exports: WebAssembly.Exports | null) {
     // The C API and malloc/realloc/free without wasmoon's assertion wrappers (every host call
     // into Lua and every allocation of every state goes through them).
-    const api = Object.create(module);
-    if (exports) {
-      for (const [name, f] of Object.entries(exports)) if (typeof f === 'function' && (name.startsWith('lua') || name === 'malloc' || name === 'realloc' || name === 'free') && typeof module[`_${name}`] === 'function') api[`_${name}`] = f;
-    }
+    // Made in one go (fromEntries): adding 150 keys one by one leaves V8 a dictionary-mode
+    // object, and every `m._lua_...` and `m.HEAPU8` below would be a hash lookup (measured: a
+    // tenth of the time of the line callbacks).
+    const raw = exports ? Object.entries(exports).filter(([name, f]) => typeof f === 'function' && (name.startsWith('lua') || name === 'malloc' || name === 'realloc' || name === 'free') && typeof module[`_${name}`] === 'function') : [];
+    const api = Object.setPrototypeOf(Object.fromEntries(raw.map(([name, f]) => [`_${name}`, f])), module) as LuaModule;
     this.m = api;
     this.api = api;
     const m = api;
