@@ -233,8 +233,8 @@ export class LuaVm {
     // The C API and malloc/realloc/free without wasmoon's assertion wrappers (every host call
     // into Lua and every allocation of every state goes through them).
     // Made in one go (fromEntries): adding 150 keys one by one leaves V8 a dictionary-mode
-    // object, and every `m._lua_...` and `m.HEAPU8` below would be a hash lookup (measured: a
-    // tenth of the time of the line callbacks).
+    // object, and every `m._lua_...` and `m.HEAPU8` below a hash lookup (V8's LoadIC went from
+    // 7.3% to 2.6% of a profile of 1 MB messages under the all-hooks script).
     const raw = exports ? Object.entries(exports).filter(([name, f]) => typeof f === 'function' && (name.startsWith('lua') || name === 'malloc' || name === 'realloc' || name === 'free') && typeof module[`_${name}`] === 'function') : [];
     const api = Object.setPrototypeOf(Object.fromEntries(raw.map(([name, f]) => [`_${name}`, f])), module) as LuaModule;
     this.m = api;
