@@ -92,7 +92,8 @@ const fastReadback = POLICY_GLOBALS.map(([g], i) =>
  *  - readback(): after a whole callback, puts the IN globals back and returns the policy
  *    globals that differ from what the host last set or read, as pairs (i, value); a list
  *    global also when its entries changed in place;
- *  - lines(lines, raws): MessageLineRaw and MessageLine over a run of lines in one call (a call
+ *  - lines(raws, ...): MessageLineRaw and MessageLine over a run of lines, given as the
+ *    arguments after raws (the host pushes them without a table store each), in one call (a call
  *    into the VM costs more than the usual per-line script; lines come one socket read at a
  *    time). An error in one callback does not stop the others; the batch shares one budget. raws[i]
  *    is given only where the raw line differs (a dot-stuffed one). Returns the lines whose
@@ -224,8 +225,8 @@ local function run(from, skipraw)
     end
   end
 end
-local function lines(lines_, raws_)
-  ls, raws, out, no = lines_, raws_, {}, 0
+local function lines(raws_, ...)
+  ls, raws, out, no = { ... }, raws_, {}, 0
   raw, ml = rawget(G, 'MessageLineRaw'), rawget(G, 'MessageLine')
   if type(raw) ~= 'function' then raw = nil end
   if type(ml) ~= 'function' then ml = nil end
@@ -608,7 +609,7 @@ export class ScriptHooks implements SessionHooks {
     if (!this.synced) this.setGlobals();
     this.restored = false;
     const t0 = performance.now();
-    const r = this.state.callRef(this.helpers.lines, [lines, rawOnly], this.budget, true);
+    const r = this.state.callRef(this.helpers.lines, [rawOnly, ...lines], this.budget, true);
     const each = (performance.now() - t0) / lines.length;
     for (const hook of LINE_HOOKS) {
       if (this.defined.has(hook)) this.metrics.recordMany(hook, r.kind, each, lines.length);
