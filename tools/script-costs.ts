@@ -1,9 +1,9 @@
 /**
  * What the script host costs, in microseconds, outside any server: an SMTPSVR.LUA session's
  * state (restored from a kept one, src/script/state-pool.ts: what a new connection pays before
- * Start), one whole callback with its globals round
- * trip, and the line callbacks per message line. bench/all-hooks.lua is the script. Medians
- * of 7 rounds; the machine's noise shows in the spread.
+ * Start), one whole callback with its globals round trip, and the line callbacks per message
+ * line. bench/all-hooks.lua is the script. Medians of 7 rounds; the machine's noise shows in
+ * the spread.
  *
  *   npm run script-costs
  *
