@@ -222,7 +222,7 @@ export const configSchema = z.strictObject({
       dir: z.string().min(1).optional(),
       /** Wall-clock budget of one callback (S4). */
       timeMs: z.number().positive().default(1000),
-      /** Lua VM instructions one callback may run; 0 = no count limit (the time budget still applies). */
+      /** Lua VM instructions one callback may run, counted at branches and calls (README); 0 = no count limit (the time budget still applies). */
       instructions: z.number().int().min(0).default(200_000_000),
       /** Memory of one session's Lua state. */
       memoryMB: z.number().positive().default(32),

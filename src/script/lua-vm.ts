@@ -1,6 +1,7 @@
 import { LuaWasm } from 'wasmoon';
 import type { LuaState, LuaValue } from './lua-state.js';
 import { UD, stateAllocator, type StateAllocator } from './state-allocator.js';
+import { patchCountHook } from './count-hook-patch.js';
 import { CAP_POSITION, CAP_UNFINISHED, PatternMatcher, noSpecials } from './lua-pattern.js';
 
 /** The raw Emscripten module of wasmoon: Lua 5.4's C API as exported wasm functions. */
@@ -94,6 +95,9 @@ const HOOK_EVERY = 1000;
  * functions serve.
  */
 let initializing = 0;
+/** Whether the module loaded last has the count-hook patch (count-hook-patch.ts). */
+let cheapCountHook = false;
+export const countHookPatched = (): boolean => cheapCountHook;
 let realInstantiate: typeof WebAssembly.instantiate | null = null;
 const caughtExports: WebAssembly.Exports[] = [];
 
@@ -104,6 +108,19 @@ async function initializeWithExports(): Promise<{ module: LuaModule; exports: We
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     (WebAssembly as any).instantiate = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
       const fast = fastInvoke(args[1]);
+      // The module's bytes get the count-hook patch (count-hook-patch.ts); a module that is
+      // not the known build, or a patch that fails, loads as it is.
+      if (ArrayBuffer.isView(args[0]) || args[0] instanceof ArrayBuffer) {
+        const bytes = ArrayBuffer.isView(args[0]) ? new Uint8Array(args[0].buffer, args[0].byteOffset, args[0].byteLength) : new Uint8Array(args[0]);
+        let patched: Uint8Array | null = null;
+        try {
+          patched = patchCountHook(bytes);
+        } catch {
+          patched = null;
+        }
+        if (patched) args[0] = patched;
+        cheapCountHook = patched !== null;
+      }
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
       const r = await (real as any).apply(this, args);
       const instance = r instanceof WebAssembly.Instance ? r : r?.instance;
@@ -761,7 +778,8 @@ export class LuaVm {
 
   /**
    * For the host's own helpers, which run outside any budget: with a count hook set, Lua 5.4
-   * leaves its fast dispatch loop for every instruction. Every protected call arms it again.
+   * leaves its fast dispatch loop at every branch and call (count-hook-patch.ts; at every
+   * instruction without the patch). Every protected call arms it again.
    */
   disarmHook(L: number): void {
     this.m._lua_sethook(L, 0, 0, 0);

@@ -2,11 +2,12 @@ import { name, section, sleb, uleb, vec } from '../util/wasm-encoding.js';
 
 /**
  * A small assembler for the few wasm functions the script host writes itself (the per-state
- * allocator of lua-vm.ts): bodies in the linear form of the WebAssembly text format, one
- * instruction per line, `;;` comments. Enough of the language for that code and no more:
- * i32/i64 locals, void blocks, loops and ifs with optional `$labels`, calls by `$name`, and
- * the integer, memory and control instructions listed in OPCODES. An unknown instruction, local,
- * label or function is an error naming the function and line.
+ * allocator of lua-vm.ts, the count stop of count-hook-patch.ts): bodies in the linear form of
+ * the WebAssembly text format, one instruction per line, `;;` comments. Enough of the language
+ * for that code and no more: i32/i64 locals, globals, void blocks, loops and ifs with optional
+ * `$labels`, calls by `$name`, and the integer, memory and control instructions listed in
+ * OPCODES. An unknown instruction, local, global, label or function is an error naming the
+ * function and line.
  */
 
 type ValType = 'i32' | 'i64';
@@ -40,6 +41,7 @@ const VAL: Record<ValType, number> = { i32: 0x7f, i64: 0x7e };
 
 /** Instructions whose immediate is a local, a function, a memory offset or a branch depth. */
 const LOCAL_OPS: Record<string, number> = { 'local.get': 0x20, 'local.set': 0x21, 'local.tee': 0x22 };
+const GLOBAL_OPS: Record<string, number> = { 'global.get': 0x23, 'global.set': 0x24 };
 const MEMORY_OPS: Record<string, number> = { 'i32.load': 0x28, 'i32.store': 0x36 };
 const BRANCH_OPS: Record<string, number> = { br: 0x0c, br_if: 0x0d };
 const BLOCK_OPS: Record<string, number> = { block: 0x02, loop: 0x03, if: 0x04 };
@@ -53,6 +55,7 @@ const OPCODES: Record<string, number> = {
   'i32.eq': 0x46,
   'i32.ne': 0x47,
   'i32.lt_u': 0x49,
+  'i32.gt_s': 0x4a,
   'i32.gt_u': 0x4b,
   'i32.le_u': 0x4d,
   'i32.ge_u': 0x4f,
@@ -60,6 +63,7 @@ const OPCODES: Record<string, number> = {
   'i32.add': 0x6a,
   'i32.sub': 0x6b,
   'i32.and': 0x71,
+  'i32.or': 0x72,
   'i32.shl': 0x74,
   'i32.shr_u': 0x76,
   'i64.add': 0x7c,
@@ -69,7 +73,11 @@ const OPCODES: Record<string, number> = {
   'i64.extend_i32_u': 0xad,
 };
 
-function assembleBody(f: AsmFunction, funcIndex: Map<string, number>): number[] {
+/**
+ * One function's entry of the code section (its size, locals and code); calls resolve through
+ * `funcIndex`, `global.get/set $name` through `globalIndex`.
+ */
+export function assembleBody(f: AsmFunction, funcIndex: Map<string, number>, globalIndex = new Map<string, number>()): number[] {
   const locals = new Map<string, number>();
   f.params.forEach((p, i) => locals.set(p, i));
   const declared = Object.entries(f.locals ?? {});
@@ -103,6 +111,10 @@ function assembleBody(f: AsmFunction, funcIndex: Map<string, number>): number[] 
     };
     if (Object.hasOwn(LOCAL_OPS, op)) {
       code.push(LOCAL_OPS[op], ...uleb(ref(locals, 'local')));
+      return;
+    }
+    if (Object.hasOwn(GLOBAL_OPS, op)) {
+      code.push(GLOBAL_OPS[op], ...uleb(ref(globalIndex, 'global')));
       return;
     }
     if (Object.hasOwn(MEMORY_OPS, op)) {
