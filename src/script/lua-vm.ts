@@ -2,6 +2,7 @@ import { LuaWasm } from 'wasmoon';
 import type { LuaState, LuaValue } from './lua-state.js';
 import { UD, stateAllocator, type StateAllocator } from './state-allocator.js';
 import { patchCountHook } from './count-hook-patch.js';
+import { STAGE, lineTableFunction } from './line-table.js';
 import { CAP_POSITION, CAP_UNFINISHED, PatternMatcher, noSpecials } from './lua-pattern.js';
 
 /** The raw Emscripten module of wasmoon: Lua 5.4's C API as exported wasm functions. */
@@ -187,6 +188,8 @@ class BudgetStop extends Error {}
 
 /** Registry keys of the pattern functions for the sandbox prelude (lua-pattern.ts, sandbox.ts). */
 export const PATTERNS_KEY = 'moonpost.patterns';
+/** Registry key of the line-table function, which the prelude hands to the host's helpers. */
+export const LINES_KEY = 'moonpost.lines';
 export const GMATCH_KEY = 'moonpost.gmatch';
 export const GSUB_KEY = 'moonpost.gsub';
 
@@ -241,12 +244,23 @@ export class LuaVm {
   statesOpen = 0;
   private scratch = 0;
   private scratchSize = 0;
+  /** The staging area of line blocks (line-table.ts): its descriptor, buffer and size. */
+  private readonly stage: number;
+  private stageBuf = 0;
+  private stageSize = 0;
+  /** The C function making a table of the staged lines, for the host's line helper. */
+  private readonly linesFn: number;
   private readonly lenPtr: number;
   /** The C functions behind string.find/match/gmatch/gsub (see installPatterns). */
   private readonly patternFns: Record<string, number>;
   private readonly matcher = new PatternMatcher((steps) => this.chargeSteps(steps));
 
-  private constructor(module: LuaModule, exports: WebAssembly.Exports | null) {
+  private constructor(
+    module: LuaModule,
+    /** The module instance's own exports, when they were caught (see initializeWithExports). */
+    readonly rawExports: WebAssembly.Exports | null,
+  ) {
+    const exports = rawExports;
     // The C API and malloc/realloc/free without wasmoon's assertion wrappers (every host call
     // into Lua and every allocation of every state goes through them).
     // Made in one go (fromEntries): adding 150 keys one by one leaves V8 a dictionary-mode
@@ -291,6 +305,8 @@ export class LuaVm {
     }, 'vii');
     this.hostFn = m.addFunction((L: number): number => this.dispatch(L), 'ii');
     const fn = (f: (L: number) => number): number => m.addFunction(f, 'ii');
+    this.stage = m._malloc(STAGE.size);
+    this.linesFn = fn(lineTableFunction(exports, api, this.stage));
     this.patternFns = {
       find: fn((L) => this.strFind(L, true)),
       match: fn((L) => this.strFind(L, false)),
@@ -383,7 +399,8 @@ export class LuaVm {
   /**
    * Leaves the pattern functions in the registry of a new state, for the sandbox prelude to
    * install as string.find, string.match, string.gmatch and string.gsub (with the Lua halves of
-   * gmatch and gsub, which it leaves under GMATCH_KEY and GSUB_KEY).
+   * gmatch and gsub, which it leaves under GMATCH_KEY and GSUB_KEY), and the line-table
+   * function under LINES_KEY, which the prelude keeps for the host's own helpers.
    */
   installPatterns(L: number): void {
     const m = this.api;
@@ -393,6 +410,30 @@ export class LuaVm {
       m._lua_setfield(L, -2, this.cstr(name));
     }
     m._lua_setfield(L, LUA_REGISTRYINDEX, this.cstr(PATTERNS_KEY));
+    m._lua_pushcclosure(L, this.linesFn, 0);
+    m._lua_setfield(L, LUA_REGISTRYINDEX, this.cstr(LINES_KEY));
+  }
+
+  /**
+   * Stages a block of message lines (each ending LF) for the next call of the lines function:
+   * `count` is how many it holds.
+   */
+  stageLines(block: Uint8Array, count: number): void {
+    const m = this.m;
+    if (block.length > this.stageSize) {
+      if (this.stageBuf) m._free(this.stageBuf);
+      this.stageSize = Math.max(block.length, 65536, this.stageSize * 2);
+      this.stageBuf = m._malloc(this.stageSize);
+      if (!this.stageBuf) {
+        this.stageSize = 0;
+        throw new Error('wasm heap exhausted');
+      }
+    }
+    m.HEAPU8.set(block, this.stageBuf);
+    const h: Uint32Array = m.HEAPU32;
+    h[(this.stage + STAGE.ptr) >> 2] = this.stageBuf;
+    h[(this.stage + STAGE.len) >> 2] = block.length;
+    h[(this.stage + STAGE.count) >> 2] = count;
   }
 
   /**

@@ -15,7 +15,9 @@ debug.getregistry()['moonpost.prims'] = {
   rawget = rawget, rawset = rawset, rawequal = rawequal, type = type, select = select,
   pcall = pcall, tostring = tostring, unpack = table.unpack, next = next,
   getmetatable = debug.getmetatable, setmetatable = setmetatable, lower = string.lower,
+  getlines = debug.getregistry()['moonpost.lines'],
 }
+debug.getregistry()['moonpost.lines'] = nil
 debug.getregistry()['moonpost.traceback'] = function(msg)
   if type(msg) ~= 'string' then msg = tostring(msg) end
   return traceback(msg, 2)

@@ -13,6 +13,7 @@ import type { CallBudget, CallResult, LuaState, LuaValue } from './lua-state.js'
 import type { ScriptMetrics } from './metrics.js';
 import { vpop3Library, type MessageContext } from './vpop3-lib.js';
 import { LUA_MULTRET, LUA_REGISTRYINDEX } from './lua-vm.js';
+import { splitLines } from '../smtp/line-batcher.js';
 
 /** S6: the number 0 is false, any other number true. */
 export function luaBool(v: LuaValue): boolean {
@@ -92,18 +93,20 @@ const fastReadback = POLICY_GLOBALS.map(([g], i) =>
  *  - readback(): after a whole callback, puts the IN globals back and returns the policy
  *    globals that differ from what the host last set or read, as pairs (i, value); a list
  *    global also when its entries changed in place;
- *  - lines(raws, ...): MessageLineRaw and MessageLine over a run of lines, given as the
- *    arguments after raws (the host pushes them without a table store each), in one call (a call
+ *  - lines(raws): MessageLineRaw and MessageLine over a run of lines, in one call (a call
  *    into the VM costs more than the usual per-line script; lines come one socket read at a
- *    time). An error in one callback does not stop the others; the batch shares one budget. raws[i]
- *    is given only where the raw line differs (a dot-stuffed one). Returns the lines whose
- *    result is not "keep" as pairs (i, result) and the errors as pairs (callback, message).
+ *    time). The lines are the block the host staged, made into a table by the VM's C function
+ *    (line-table.ts), with no call from JS per line. An error in one callback does not stop
+ *    the others; the batch shares one budget. raws[i] is given only where the raw line differs
+ *    (a dot-stuffed one). Returns the lines whose result is not "keep" as pairs (i, result) and
+ *    the errors as pairs (callback, message).
  * syncin and readback run unprotected and outside any budget: they only read and set fields
  * of the globals table, raw.
  */
 const HOOKS_LUA = `
 local P, G = ...
 local rawget, rawset, rawequal, type, select, pcall, tostring, unpack, next, getmetatable = P.rawget, P.rawset, P.rawequal, P.type, P.select, P.pcall, P.tostring, P.unpack, P.next, P.getmetatable
+local getlines = P.getlines
 local hooknames = ${luaList(HOOK_NAMES)}
 local facts = ${luaList(FACT_GLOBALS)}
 local policy = ${luaList(POLICY_GLOBALS.map(([g]) => g))}
@@ -225,8 +228,8 @@ local function run(from, skipraw)
     end
   end
 end
-local function lines(raws_, ...)
-  ls, raws, out, no = { ... }, raws_, {}, 0
+local function lines(raws_)
+  ls, raws, out, no = getlines(), raws_, {}, 0
   raw, ml = rawget(G, 'MessageLineRaw'), rawget(G, 'MessageLine')
   if type(raw) ~= 'function' then raw = nil end
   if type(ml) ~= 'function' then ml = nil end
@@ -244,6 +247,7 @@ local function lines(raws_, ...)
 end
 return hooks, syncin, readback, lines
 `;
+const DOT = Buffer.from('.');
 const ANALYSIS_HOOKS = ['CheckRecipients', 'ProcessMessage', 'MonitorBcc', 'LogRecipients', 'LogRecipientsBlocked'];
 
 const strings = (v: LuaValue | undefined): string[] =>
@@ -574,11 +578,13 @@ export class ScriptHooks implements SessionHooks {
     this.call('StartMessage', []);
   }
 
-  messageLineRaw(line: Buffer): void {
+  /** One MessageLineRaw call (for the traced path). */
+  private messageLineRaw(line: Buffer): void {
     this.call('MessageLineRaw', [line], false, true);
   }
 
-  messageLine(line: Buffer): Buffer | false | null {
+  /** One MessageLine call (for the traced path). */
+  private messageLine(line: Buffer): Buffer | false | null {
     const r = this.call('MessageLine', [line], true, true);
     if (!r || r.length === 0 || r[0] === null) return null;
     const v = r[0];
@@ -588,33 +594,37 @@ export class ScriptHooks implements SessionHooks {
     return null;
   }
 
-  messageLines(raws: Buffer[], lines: Buffer[]): (Buffer | false | null)[] {
+  messageLines(block: Buffer, count: number, dotted: number[]): (Buffer | false | null)[] | null {
     // The test bench traces every call, so it gets them one by one.
     if (this.trace || !this.helpers) {
-      return lines.map((line, i) => {
-        this.messageLineRaw(raws[i]);
+      let d = 0;
+      const outs = splitLines(block).map((line, i) => {
+        const raw = dotted[d] === i ? (d++, Buffer.concat([DOT, line])) : line;
+        this.messageLineRaw(raw);
         return this.messageLine(line);
       });
+      return outs.some((o) => o !== null) ? outs : null;
     }
-    if (this.off) return lines.map(() => null);
+    if (this.off) return null;
     // A raw line is sent only where it differs from the line (dot-stuffed).
     const rawOnly: LuaValue[] = [];
-    if (this.defined.has('MessageLineRaw')) {
-      for (let i = 0; i < raws.length; i++) {
-        if (raws[i] === lines[i]) continue;
+    if (dotted.length && this.defined.has('MessageLineRaw')) {
+      const lines = splitLines(block);
+      for (const i of dotted) {
         while (rawOnly.length < i) rawOnly.push(null);
-        rawOnly.push(raws[i]);
+        rawOnly.push(Buffer.concat([DOT, lines[i]]));
       }
     }
     if (!this.synced) this.setGlobals();
     this.restored = false;
+    // The lines reach Lua as a table the VM makes from the staged block (line-table.ts).
+    this.state.vm.stageLines(block, count);
     const t0 = performance.now();
-    const r = this.state.callRef(this.helpers.lines, [rawOnly, ...lines], this.budget, true);
-    const each = (performance.now() - t0) / lines.length;
+    const r = this.state.callRef(this.helpers.lines, [rawOnly], this.budget, true);
+    const each = (performance.now() - t0) / count;
     for (const hook of LINE_HOOKS) {
-      if (this.defined.has(hook)) this.metrics.recordMany(hook, r.kind, each, lines.length);
+      if (this.defined.has(hook)) this.metrics.recordMany(hook, r.kind, each, count);
     }
-    const results: (Buffer | false | null)[] = new Array<Buffer | false | null>(lines.length).fill(null);
     if (r.kind === 'stopped') {
       this.off = true;
       this.forget();
@@ -623,7 +633,7 @@ export class ScriptHooks implements SessionHooks {
     }
     if (r.kind !== 'ok') {
       if (r.kind === 'error') this.log.warn({ hook: 'MessageLine', err: r.message }, 'script error');
-      return results;
+      return null;
     }
     const [out, errs] = r.values;
     if (Array.isArray(errs)) {
@@ -636,17 +646,17 @@ export class ScriptHooks implements SessionHooks {
         if (j < 20) this.log.warn({ hook, err }, 'script error');
       }
     }
-    if (Array.isArray(out)) {
-      for (let j = 0; j + 1 < out.length; j += 2) {
-        const i = out[j];
-        const v = out[j + 1];
-        if (typeof i !== 'number' || i < 1 || i > lines.length) continue;
-        if (v === false) results[i - 1] = false;
-        else if (Buffer.isBuffer(v)) results[i - 1] = v;
-        else if (typeof v === 'number') results[i - 1] = Buffer.from(String(v));
-      }
+    if (!Array.isArray(out) || out.length === 0) return null;
+    const results: (Buffer | false | null)[] = new Array<Buffer | false | null>(count).fill(null);
+    for (let j = 0; j + 1 < out.length; j += 2) {
+      const i = out[j];
+      const v = out[j + 1];
+      if (typeof i !== 'number' || i < 1 || i > count) continue;
+      if (v === false) results[i - 1] = false;
+      else if (Buffer.isBuffer(v)) results[i - 1] = v;
+      else if (typeof v === 'number') results[i - 1] = Buffer.from(String(v));
     }
-    return results;
+    return results.some((o) => o !== null) ? results : null;
   }
 
   endMessage(): Reply | null {

@@ -26,7 +26,8 @@ export interface AsmImportedFunction {
   name: string;
   /** `module.field` in the import object. */
   from: [string, string];
-  params: number;
+  /** How many i32 parameters, or their types. */
+  params: number | ValType[];
   result: boolean;
 }
 
@@ -42,7 +43,7 @@ const VAL: Record<ValType, number> = { i32: 0x7f, i64: 0x7e };
 /** Instructions whose immediate is a local, a function, a memory offset or a branch depth. */
 const LOCAL_OPS: Record<string, number> = { 'local.get': 0x20, 'local.set': 0x21, 'local.tee': 0x22 };
 const GLOBAL_OPS: Record<string, number> = { 'global.get': 0x23, 'global.set': 0x24 };
-const MEMORY_OPS: Record<string, number> = { 'i32.load': 0x28, 'i32.store': 0x36 };
+const MEMORY_OPS: Record<string, number> = { 'i32.load': 0x28, 'i32.load8_u': 0x2d, 'i32.store': 0x36 };
 const BRANCH_OPS: Record<string, number> = { br: 0x0c, br_if: 0x0d };
 const BLOCK_OPS: Record<string, number> = { block: 0x02, loop: 0x03, if: 0x04 };
 
@@ -107,7 +108,8 @@ export function assembleBody(f: AsmFunction, funcIndex: Map<string, number>, glo
     const memarg = (): number[] => {
       const m = /^offset=(\d+)$/.exec(args[0] ?? 'offset=0');
       if (!m) fail('bad memory offset');
-      return [0x02, ...uleb(Number(m![1]))];
+      // The natural alignment (log2 of the access size) as the alignment hint.
+      return [op === 'i32.load8_u' ? 0x00 : 0x02, ...uleb(Number(m![1]))];
     };
     if (Object.hasOwn(LOCAL_OPS, op)) {
       code.push(LOCAL_OPS[op], ...uleb(ref(locals, 'local')));
@@ -175,8 +177,8 @@ export function assemble(mod: AsmModule): Uint8Array<ArrayBuffer> {
   [...mod.imports.map((f) => f.name), ...mod.functions.map((f) => f.name)].forEach((n, i) => funcIndex.set(n, i));
   // One type per distinct signature.
   const types: string[] = [];
-  const typeOf = (params: number, result: ValType | undefined): number => {
-    const key = `${params}:${result ?? ''}`;
+  const typeOf = (params: number | ValType[], result: ValType | undefined): number => {
+    const key = `${(typeof params === 'number' ? Array<ValType>(params).fill('i32') : params).join(',')}:${result ?? ''}`;
     let i = types.indexOf(key);
     if (i < 0) i = types.push(key) - 1;
     return i;
@@ -185,8 +187,8 @@ export function assemble(mod: AsmModule): Uint8Array<ArrayBuffer> {
   const funcTypes = mod.functions.map((f) => typeOf(f.params.length, f.result));
   const typeSection = vec(
     types.map((key) => {
-      const [n, r] = key.split(':');
-      return [0x60, ...vec(Array.from({ length: Number(n) }, () => [VAL.i32])), ...vec(r ? [[VAL[r as ValType]]] : [])];
+      const [ps, r] = key.split(':');
+      return [0x60, ...vec(ps ? ps.split(',').map((t) => [VAL[t as ValType]]) : []), ...vec(r ? [[VAL[r as ValType]]] : [])];
     }),
   );
   const imports = [

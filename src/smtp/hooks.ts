@@ -77,11 +77,13 @@ export interface SessionHooks {
   startMessage(): void;
   /** True when MessageLineRaw or MessageLine exists: the data path then works line by line. */
   readonly wantsLines: boolean;
-  messageLineRaw(line: Buffer): void;
-  /** MessageLine(): null keeps the line, false drops it, a buffer replaces it (may hold CRLFs). */
-  messageLine(line: Buffer): Buffer | false | null;
-  /** Both per-line callbacks for a run of lines, in order, in one go (same answers as above). */
-  messageLines(raws: Buffer[], lines: Buffer[]): (Buffer | false | null)[];
+  /**
+   * MessageLineRaw and MessageLine for each of the `count` lines of `block` (each ending CRLF),
+   * in order; `dotted` are the indexes of the lines that had a stuffed dot removed (the raw line
+   * has it back). Per line, null keeps it, false drops it, a buffer replaces it (may hold
+   * CRLFs); null for the whole block when every line is kept.
+   */
+  messageLines(block: Buffer, count: number, dotted: number[]): (Buffer | false | null)[] | null;
   endMessage(): Reply | null;
   /** True when a whole-message callback exists: the data path then analyses the message. */
   readonly wantsAnalysis: boolean;

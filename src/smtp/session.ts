@@ -10,7 +10,7 @@ import { receivedHeader } from './received.js';
 import type { Envelope } from '../queue/envelope.js';
 import { safeFolderName, type Target } from '../policy/directory.js';
 import { ScriptStopped, type SessionFacts, type SessionHooks, type SessionPolicy } from './hooks.js';
-import { LineSplitter } from './line-splitter.js';
+import { LineBatcher, splitLines } from './line-batcher.js';
 import { decideEndOfData, type EndOfDataDecision } from './end-of-data.js';
 import { MessageAnalyser } from '../message/index.js';
 import { rewriteHeader } from '../queue/header-rewrite.js';
@@ -32,31 +32,6 @@ const HELP_LINES = [
 ];
 const MAX_AUTH_FAILURES = 3;
 const CRLF = Buffer.from('\r\n');
-const DOT = Buffer.from('.');
-
-/** The first `max` bytes of a run of buffers. */
-function capBytes(bufs: Buffer[], max: number): Buffer[] {
-  let n = 0;
-  for (let i = 0; i < bufs.length; i++) {
-    if (n + bufs[i].length > max) return [...bufs.slice(0, i), bufs[i].subarray(0, max - n)];
-    n += bufs[i].length;
-  }
-  return bufs;
-}
-
-/** Cuts a run of buffers after its last LF: what ends with it, and what follows. */
-function splitAfterLastLf(bufs: Buffer[]): [Buffer[], Buffer[]] {
-  for (let i = bufs.length - 1; i >= 0; i--) {
-    const lf = bufs[i].lastIndexOf(10);
-    if (lf < 0) continue;
-    const head = bufs.slice(0, i);
-    const tail = bufs.slice(i + 1);
-    head.push(bufs[i].subarray(0, lf + 1));
-    if (lf + 1 < bufs[i].length) tail.unshift(bufs[i].subarray(lf + 1));
-    return [head, tail];
-  }
-  return [[], bufs];
-}
 
 const isRefusal = (r: Reply | null): r is Reply => !!r && r.code >= 400;
 /** S4: what the command gets when its callback ran over its budget. */
@@ -681,48 +656,37 @@ export class Session {
     this.io.setPhase('data');
   }
 
-  /** S18: every stored line through MessageLineRaw and MessageLine, which may replace or drop it. */
+  /**
+   * S18: every stored line through MessageLineRaw and MessageLine, which may replace or drop
+   * it. The lines go to the script a block at a time (the whole lines of one socket read), and
+   * where every line is kept the block is stored as it is.
+   */
   private lineHookSink(tx: Transaction, store: (bufs: Buffer[]) => void): DataSink {
     const hooks = this.hooks!;
+    const batcher = new LineBatcher(this.maxLineLength);
     let index = 0;
-    const raws: Buffer[] = [];
-    const lines: Buffer[] = [];
-    const splitter = new LineSplitter(this.maxLineLength, (line) => {
-      const reader = tx.reader!;
-      const dotted = reader.dottedLines[0] === index;
-      if (dotted) reader.dottedLines.shift();
-      index++;
-      raws.push(dotted ? Buffer.concat([DOT, line]) : line);
-      lines.push(line);
-    });
-    // The bytes written since the last complete line: where every line is kept as it is, they
-    // are stored as they came, not cut into a line and a CRLF each. Capped like the splitter's
-    // lines: a longer line gets the message refused, and must not grow in memory meanwhile.
-    let pending: Buffer[] = [];
-    const cap = this.maxLineLength + 2;
     return {
       write: (bufs) => {
-        for (const b of bufs) if (b.length) pending.push(b);
-        splitter.write(bufs);
-        if (!lines.length) {
-          pending = capBytes(pending, cap);
-          return;
-        }
-        const batchRaw = raws.splice(0);
-        const batch = lines.splice(0);
-        let outs: (Buffer | false | null)[] = [];
+        const block = batcher.take(bufs);
+        if (!block) return;
+        const reader = tx.reader!;
+        // The reader has counted every line it has handed on.
+        const count = reader.linesDone - index;
+        const dotted: number[] = [];
+        while (reader.dottedLines.length && reader.dottedLines[0] < index + count) dotted.push(reader.dottedLines.shift()! - index);
+        index += count;
+        let outs: (Buffer | false | null)[] | null = null;
         this.scriptStep(() => {
-          outs = hooks.messageLines(batchRaw, batch);
+          outs = hooks.messageLines(block, count, dotted);
         });
-        const [whole, tail] = splitAfterLastLf(pending);
-        pending = capBytes(tail, cap);
-        if (outs.every((o) => o === null || o === undefined)) {
-          store(whole);
+        if (!outs) {
+          store([block]);
           return;
         }
+        const results: (Buffer | false | null)[] = outs;
         const stored: Buffer[] = [];
-        batch.forEach((line, i) => {
-          const out = outs[i] ?? null;
+        splitLines(block).forEach((line, i) => {
+          const out = results[i] ?? null;
           if (out === false) return;
           if (out === null) stored.push(line, CRLF);
           // A replacement may hold several lines; each is stored with CRLF.

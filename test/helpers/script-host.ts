@@ -17,13 +17,13 @@ export interface StartedScriptHost {
 }
 
 /** A script host, outside any server, with `source` as SMTPSVR.LUA in a fresh temp folder. */
-export async function startScriptHost(source: string): Promise<StartedScriptHost> {
+export async function startScriptHost(source: string, scripts: Record<string, unknown> = {}): Promise<StartedScriptHost> {
   const dir = mkdtempSync(join(tmpdir(), 'moonpost-script-host-'));
   mkdirSync(join(dir, 'scripts'));
   writeFileSync(join(dir, 'scripts', 'SMTPSVR.LUA'), source);
   const input = embeddedDefaults() as unknown as Record<string, unknown>;
   input.dataDir = dir;
-  input.scripts = { dir: join(dir, 'scripts') };
+  input.scripts = { dir: join(dir, 'scripts'), ...scripts };
   const config = validateConfig(input, 'script host');
   const log = pino({ level: 'silent' });
   const host = new ScriptHost(config, log);

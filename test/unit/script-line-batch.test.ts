@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { initialPolicy } from '../../src/smtp/session-policy.js';
 import { startScriptHost, sessionFacts } from '../helpers/script-host.js';
 
-// One socket read can hold tens of thousands of short lines; they reach Lua as the arguments
-// of one call, so the stack must grow to hold them.
+// One socket read can hold tens of thousands of short lines; they reach Lua in one call, as
+// a table the VM makes from the staged block.
 test('a batch of 40,000 lines reaches MessageLineRaw and MessageLine in one call, in order', async () => {
   const s = await startScriptHost(`
     local n, raws, last = 0, 0, ''
@@ -20,8 +20,9 @@ test('a batch of 40,000 lines reaches MessageLineRaw and MessageLine in one call
   try {
     const h = s.host.hooksForScript(s.host.smtpsvr!.current!, initialPolicy(s.config), sessionFacts('127.0.0.1'), s.log)!;
     h.startMessage();
-    const lines = Array.from({ length: 40_000 }, (_, i) => Buffer.from(`line ${i + 1}`));
-    const outs = h.messageLines(lines, lines);
+    const block = Buffer.from(Array.from({ length: 40_000 }, (_, i) => `line ${i + 1}\r\n`).join(''));
+    const outs = h.messageLines(block, 40_000, []);
+    assert.ok(outs);
     assert.equal(outs.length, 40_000);
     assert.equal(outs[19_999]?.toString(), 'replaced');
     assert.equal(outs[29_999], false);
@@ -29,6 +30,43 @@ test('a batch of 40,000 lines reaches MessageLineRaw and MessageLine in one call
     const end = h.endMessage();
     assert.equal(end?.code, 250);
     assert.deepEqual(end?.lines, ['40000 40000']);
+    h.end();
+  } finally {
+    s.close();
+  }
+});
+
+test('the lines of a block reach the callbacks byte for byte: empty lines, a CR inside, NUL and 8-bit bytes', async () => {
+  const s = await startScriptHost(`
+    local seen = {}
+    function MessageLine(l) seen[#seen + 1] = l end
+    function EndMessage()
+      local parts = {}
+      for i, l in ipairs(seen) do parts[i] = (l:gsub('.', function(c) return string.format('%02x', c:byte()) end)) end
+      return '250 2.0.0 ' .. #seen .. ':' .. table.concat(parts, ',')
+    end
+  `);
+  try {
+    const h = s.host.hooksForScript(s.host.smtpsvr!.current!, initialPolicy(s.config), sessionFacts('127.0.0.1'), s.log)!;
+    h.startMessage();
+    const block = Buffer.concat([Buffer.from('a\r\n\r\nb\rc\r\n'), Buffer.from([0, 0xff, 0x0d, 0x0d, 0x0a]), Buffer.from('.x\r\n')]);
+    assert.equal(h.messageLines(block, 5, [4]), null);
+    // a, "", "b\rc", NUL 0xff CR (one CR taken off), ".x"
+    assert.deepEqual(h.endMessage()?.lines, ['5:61,,620d63,00ff0d,2e78']);
+    h.end();
+  } finally {
+    s.close();
+  }
+});
+
+test('a block whose lines do not fit in the state\'s memory stops the script for the session, as a memory stop', async () => {
+  const s = await startScriptHost('function MessageLine(l) end', { memoryMB: 1 });
+  try {
+    const h = s.host.hooksForScript(s.host.smtpsvr!.current!, initialPolicy(s.config), sessionFacts('127.0.0.1'), s.log)!;
+    const block = Buffer.from(`${'x'.repeat(200)}\r\n`.repeat(20_000));
+    assert.throws(() => h.messageLines(block, 20_000, []), /memory|not enough/i);
+    // Switched off: the next block is not offered to the script.
+    assert.equal(h.messageLines(Buffer.from('small\r\n'), 1, []), null);
     h.end();
   } finally {
     s.close();
