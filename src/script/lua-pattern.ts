@@ -14,6 +14,8 @@
  * caller's budget check runs, and it stops the match by throwing.
  */
 
+import type { NativeScan } from './class-scan.js';
+
 export const LUA_MAXCAPTURES = 32;
 /** Capture length markers (lstrlib.c). */
 export const CAP_UNFINISHED = -1;
@@ -21,6 +23,8 @@ export const CAP_POSITION = -2;
 /** Maximum recursion depth of `match` (lstrlib.c MAXCCALLS). */
 const MAXCCALLS = 200;
 const CHECK_EVERY = 4096;
+/** Classes whose tables are kept (classEntry); a NativeScan has a slot for each. */
+export const CACHED_CLASSES = 8;
 
 const L_ESC = 0x25; // %
 const SPECIALS = '^$*+?.([%-';
@@ -131,6 +135,8 @@ export class PatternMatcher {
   constructor(
     private readonly check: BudgetCheck | null = null,
     private readonly checkEvery = CHECK_EVERY,
+    /** Scans subjects in the wasm heap natively (class-scan.ts); others are scanned in JS. */
+    private readonly native: NativeScan | null = null,
   ) {
     this.fuel = checkEvery;
   }
@@ -391,48 +397,47 @@ export class PatternMatcher {
 
   /** The first index from `s` on where the single-character class at p..ep matches (or srcEnd). */
   private skipTo(s: number, p: number, ep: number): number {
+    if (this.P[p] === 0x2e) return s;
+    const c = this.classEntry(p, ep);
     const S = this.S;
     const srcEnd = this.srcEnd;
-    const pc = this.P[p];
-    if (pc === 0x2e) return s;
-    if (pc === L_ESC) {
-      const cl = this.P[p + 1];
-      const bit = CLASS_BIT[cl];
-      if (bit === 0) while (s < srcEnd && S[s] !== cl) s++;
-      else if (cl >= 0x61) while (s < srcEnd && (CTYPE[S[s]] & bit) === 0) s++;
-      else while (s < srcEnd && (CTYPE[S[s]] & bit) !== 0) s++;
-    } else if (pc === 0x5b) {
-      const set = this.setTable(p, ep);
-      while (s < srcEnd && !set[S[s]]) s++;
-    } else while (s < srcEnd && S[s] !== pc) s++;
+    const native = this.native;
+    if (native !== null && S === native.heap()) return native.scan(s, srcEnd, c.slot);
+    const table = c.table;
+    while (s < srcEnd && !table[S[s]]) s++;
     return s;
   }
 
-  /** Recent sets ('[...]' at the start of a pattern) and their membership tables. */
-  private readonly sets: { text: Uint8Array; table: Uint8Array }[] = [];
-  private nextSet = 0;
+  /** Recent classes that began a pattern (a character, '%x' or '[...]') and their tables. */
+  private readonly classes: { text: Uint8Array; table: Uint8Array; slot: number }[] = [];
+  private nextClass = 0;
 
   /**
-   * The membership table of the set at p..ep: a script matches the same few patterns line
-   * after line, and a table lookup per byte is much cheaper than walking the set.
+   * The membership table of the single-character class at p..ep: a script matches the same
+   * few patterns line after line, and a table lookup per byte is much cheaper than walking the
+   * class. With a native scan, the table is also kept in the heap, at the entry's slot.
    */
-  private setTable(p: number, ep: number): Uint8Array {
+  private classEntry(p: number, ep: number): { table: Uint8Array; slot: number } {
     const P = this.P;
     const n = ep - p;
-    outer: for (const e of this.sets) {
+    outer: for (const e of this.classes) {
       if (e.text.length !== n) continue;
       for (let i = 0; i < n; i++) if (e.text[i] !== P[p + i]) continue outer;
-      return e.table;
+      return e;
     }
     const table = new Uint8Array(256);
-    for (let c = 0; c < 256; c++) table[c] = this.matchBracketClass(c, p, ep - 1) ? 1 : 0;
-    const entry = { text: P.slice(p, ep), table };
-    if (this.sets.length < 8) this.sets.push(entry);
-    else {
-      this.sets[this.nextSet] = entry;
-      this.nextSet = (this.nextSet + 1) % 8;
+    const pc = P[p];
+    for (let c = 0; c < 256; c++) {
+      const member = pc === L_ESC ? matchClass(c, P[p + 1]) : pc === 0x5b ? this.matchBracketClass(c, p, ep - 1) : c === pc;
+      table[c] = member ? 1 : 0;
     }
-    return table;
+    const at = this.classes.length < CACHED_CLASSES ? this.classes.length : this.nextClass;
+    this.nextClass = (at + 1) % CACHED_CLASSES;
+    const slot = this.native ? this.native.slot(at) : 0;
+    if (this.native) this.native.heap().set(table, slot);
+    const entry = { text: P.slice(p, ep), table, slot };
+    this.classes[at] = entry;
+    return entry;
   }
 
   /** How many characters from `s` on the single-character class at p..ep matches. */

@@ -705,3 +705,26 @@ test('memory is accounted inside wasm: the count is Lua\'s own, the cap stops a 
     other.close();
   }
 });
+
+test('a subject in the heap is scanned in wasm for where a pattern can start, with the same results', () => {
+  const native = (vm as unknown as { matcher: { native: unknown } }).matcher.native;
+  assert.ok(native, 'the VM\'s matcher has the native scan');
+  // More first classes than the matcher keeps tables for, so slots are reused, each checked
+  // against the JS scan of the same subject (patternFind, which never scans natively).
+  const st = new LuaState(vm, 16 * 1024 * 1024, '=scan');
+  try {
+    const subject = `${'x'.repeat(300)}Viagra 42 %d [z]\u00e9\u00ff end`;
+    const patterns = ['[Vv][Ii]', '%d+', '%u', 'z', '[%]z]', '[^x]', '%p', '\u00e9', '[\u00ff]', 'e%a+', '[%s]', '%W'];
+    for (const round of [1, 2]) {
+      for (const p of patterns) {
+        st.loadAndRun(Buffer.from(`function f(s, p) return s:find(p) end`), '=f', 't');
+        const r = st.call('f', [Buffer.from(subject, 'latin1'), Buffer.from(p, 'latin1')], { timeMs: 5000, instructions: 1e9 });
+        assert.equal(r.kind, 'ok');
+        const js = patternFind(Buffer.from(subject, 'latin1'), Buffer.from(p, 'latin1'), 0);
+        assert.deepEqual((r as { values: unknown[] }).values.slice(0, 2), js ? [js.start + 1, js.end] : [null], `round ${round}: ${p}`);
+      }
+    }
+  } finally {
+    st.close();
+  }
+});
