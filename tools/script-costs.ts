@@ -43,7 +43,7 @@ try {
   median('whole callback, nothing to sync (DoNOOP)', 20000, () => h.simple('NOOP'));
   median('whole callback with arguments (DoRCPTTO)', 20000, () => h.rcptTo('<user@bench.test>', 'user@bench.test', {}, ['user@bench.test']));
   const block = Buffer.from(Array.from({ length: 80 }, (_, i) => `line ${i} of the message body, text enough to look like mail ...........\r\n`).join(''));
-  median('line callbacks, per line (batch of 80)', 2000, () => h.messageLines(block, 80, []), 80);
+  median('line callbacks, per line (batch of 80)', 2000, () => h.messageLines([block], 80, []), 80);
   h.end();
   // A connection's worth, with 20 sessions open at once as in the benchmark: their states
   // share the heap and the caches.
@@ -52,7 +52,7 @@ try {
     const c = session();
     c.simple('NOOP');
     c.rcptTo('<user@bench.test>', 'user@bench.test', {}, ['user@bench.test']);
-    c.messageLines(block, 80, []);
+    c.messageLines([block], 80, []);
     open.push(c);
     if (open.length > 20) open.shift()!.end();
   });

@@ -421,24 +421,31 @@ export class LuaVm {
   }
 
   /**
-   * Stages a block of message lines (each ending LF) for the next call of the lines function:
-   * `count` is how many it holds.
+   * Stages a block of message lines (each ending LF), given in pieces, for the next call of the
+   * lines function: `count` is how many it holds.
    */
-  stageLines(block: Uint8Array, count: number): void {
+  stageLines(block: Uint8Array[], count: number): void {
     const m = this.m;
-    if (block.length > this.stageSize) {
+    let len = 0;
+    for (const b of block) len += b.length;
+    if (len > this.stageSize) {
       if (this.stageBuf) m._free(this.stageBuf);
-      this.stageSize = Math.max(block.length, 65536, this.stageSize * 2);
+      this.stageSize = Math.max(len, 65536, this.stageSize * 2);
       this.stageBuf = m._malloc(this.stageSize);
       if (!this.stageBuf) {
         this.stageSize = 0;
         throw new Error('wasm heap exhausted');
       }
     }
-    m.HEAPU8.set(block, this.stageBuf);
+    const heap: Uint8Array = m.HEAPU8;
+    let at = this.stageBuf;
+    for (const b of block) {
+      heap.set(b, at);
+      at += b.length;
+    }
     const h: Uint32Array = m.HEAPU32;
     h[(this.stage + STAGE.ptr) >> 2] = this.stageBuf;
-    h[(this.stage + STAGE.len) >> 2] = block.length;
+    h[(this.stage + STAGE.len) >> 2] = len;
     h[(this.stage + STAGE.count) >> 2] = count;
   }
 

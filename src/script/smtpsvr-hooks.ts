@@ -594,7 +594,7 @@ export class ScriptHooks implements SessionHooks {
     return null;
   }
 
-  messageLines(block: Buffer, count: number, dotted: number[]): (Buffer | false | null)[] | null {
+  messageLines(block: Buffer[], count: number, dotted: number[]): (Buffer | false | null)[] | null {
     // The test bench traces every call, so it gets them one by one.
     if (this.trace || !this.helpers) {
       let d = 0;

@@ -78,12 +78,12 @@ export interface SessionHooks {
   /** True when MessageLineRaw or MessageLine exists: the data path then works line by line. */
   readonly wantsLines: boolean;
   /**
-   * MessageLineRaw and MessageLine for each of the `count` lines of `block` (each ending CRLF),
-   * in order; `dotted` are the indexes of the lines that had a stuffed dot removed (the raw line
+   * MessageLineRaw and MessageLine for each of the `count` lines of `block` (pieces of bytes
+   * in which each line ends CRLF), in order; `dotted` are the indexes of the lines that had a stuffed dot removed (the raw line
    * has it back). Per line, null keeps it, false drops it, a buffer replaces it (may hold
    * CRLFs); null for the whole block when every line is kept.
    */
-  messageLines(block: Buffer, count: number, dotted: number[]): (Buffer | false | null)[] | null;
+  messageLines(block: Buffer[], count: number, dotted: number[]): (Buffer | false | null)[] | null;
   endMessage(): Reply | null;
   /** True when a whole-message callback exists: the data path then analyses the message. */
   readonly wantsAnalysis: boolean;

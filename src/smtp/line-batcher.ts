@@ -15,8 +15,12 @@ export class LineBatcher {
 
   constructor(private readonly maxLine: number) {}
 
-  /** The whole lines `bufs` completes, as one block ending in LF; null when it completes none. */
-  take(bufs: Buffer[]): Buffer | null {
+  /**
+   * The whole lines `bufs` completes, as the pieces of one block ending in LF (views of the
+   * pieces given, which must not be reused, and of the carried ones); null when it completes
+   * none.
+   */
+  take(bufs: Buffer[]): Buffer[] | null {
     const [whole, tail] = splitAfterLastLf(bufs);
     if (!whole.length) {
       this.keep(tail);
@@ -29,11 +33,10 @@ export class LineBatcher {
       this.keep(end);
       parts = [...this.carry, LF_BUF, ...rest];
     }
-    const block = parts.length === 1 ? parts[0] : Buffer.concat(parts);
     this.carry = [];
     this.carryLen = 0;
     this.keep(tail);
-    return block;
+    return parts;
   }
 
   private keep(bufs: Buffer[]): void {
@@ -77,7 +80,8 @@ function splitAtFirstLf(bufs: Buffer[]): [Buffer[], Buffer[]] {
 }
 
 /** The lines of a block (each ending LF, maybe CRLF), without their line ends. */
-export function splitLines(block: Buffer): Buffer[] {
+export function splitLines(pieces: Buffer[]): Buffer[] {
+  const block = pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
   const lines: Buffer[] = [];
   for (let start = 0; start < block.length; ) {
     let lf = block.indexOf(LF, start);

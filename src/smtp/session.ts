@@ -680,7 +680,7 @@ export class Session {
           outs = hooks.messageLines(block, count, dotted);
         });
         if (!outs) {
-          store([block]);
+          store(block);
           return;
         }
         const results: (Buffer | false | null)[] = outs;

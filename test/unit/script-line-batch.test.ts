@@ -21,7 +21,7 @@ test('a batch of 40,000 lines reaches MessageLineRaw and MessageLine in one call
     const h = s.host.hooksForScript(s.host.smtpsvr!.current!, initialPolicy(s.config), sessionFacts('127.0.0.1'), s.log)!;
     h.startMessage();
     const block = Buffer.from(Array.from({ length: 40_000 }, (_, i) => `line ${i + 1}\r\n`).join(''));
-    const outs = h.messageLines(block, 40_000, []);
+    const outs = h.messageLines([block], 40_000, []);
     assert.ok(outs);
     assert.equal(outs.length, 40_000);
     assert.equal(outs[19_999]?.toString(), 'replaced');
@@ -50,7 +50,7 @@ test('the lines of a block reach the callbacks byte for byte: empty lines, a CR 
     const h = s.host.hooksForScript(s.host.smtpsvr!.current!, initialPolicy(s.config), sessionFacts('127.0.0.1'), s.log)!;
     h.startMessage();
     const block = Buffer.concat([Buffer.from('a\r\n\r\nb\rc\r\n'), Buffer.from([0, 0xff, 0x0d, 0x0d, 0x0a]), Buffer.from('.x\r\n')]);
-    assert.equal(h.messageLines(block, 5, [4]), null);
+    assert.equal(h.messageLines([block.subarray(0, 7), block.subarray(7)], 5, [4]), null);
     // a, "", "b\rc", NUL 0xff CR (one CR taken off), ".x"
     assert.deepEqual(h.endMessage()?.lines, ['5:61,,620d63,00ff0d,2e78']);
     h.end();
@@ -64,9 +64,9 @@ test('a block whose lines do not fit in the state\'s memory stops the script for
   try {
     const h = s.host.hooksForScript(s.host.smtpsvr!.current!, initialPolicy(s.config), sessionFacts('127.0.0.1'), s.log)!;
     const block = Buffer.from(`${'x'.repeat(200)}\r\n`.repeat(20_000));
-    assert.throws(() => h.messageLines(block, 20_000, []), /memory|not enough/i);
+    assert.throws(() => h.messageLines([block], 20_000, []), /memory|not enough/i);
     // Switched off: the next block is not offered to the script.
-    assert.equal(h.messageLines(Buffer.from('small\r\n'), 1, []), null);
+    assert.equal(h.messageLines([Buffer.from('small\r\n')], 1, []), null);
     h.end();
   } finally {
     s.close();
