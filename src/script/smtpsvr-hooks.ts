@@ -208,24 +208,55 @@ end
 -- The line callbacks run unprotected inside one protected call per batch (pcall crosses
 -- into JS in this build, and costs more than a short callback). An error ends that call
 -- only: the batch goes on after the callback that raised it, as if each were protected.
-local ls, raws, raw, ml, out, no, pos, stage
+-- pos is the line being called back: i in MessageLineRaw, -i in MessageLine.
+local ls, raws, raw, ml, out, no, pos
+local function keep(i, v)
+  if v == false or type(v) == 'string' or type(v) == 'number' then
+    out[no + 1], out[no + 2] = i, v
+    no = no + 2
+  end
+end
+-- Any case: from line 'from', its MessageLineRaw skipped when it has run (it raised).
 local function run(from, skipraw)
   for i = from, #ls do
     local line = ls[i]
-    pos = i
     if raw and not skipraw then
-      stage = 1
+      pos = i
       raw(raws[i] or line)
     end
     skipraw = false
     if ml then
-      stage = 2
+      pos = -i
       local v = ml(line)
-      if v ~= nil and (v == false or type(v) == 'string' or type(v) == 'number') then
-        out[no + 1], out[no + 2] = i, v
-        no = no + 2
-      end
+      if v ~= nil then keep(i, v) end
     end
+  end
+end
+-- The usual cases, with no dot-stuffed line and no error yet: fewer instructions a line.
+local function run_both(from)
+  local ls, raw, ml = ls, raw, ml
+  for i = from, #ls do
+    local line = ls[i]
+    pos = i
+    raw(line)
+    pos = -i
+    local v = ml(line)
+    if v ~= nil then keep(i, v) end
+  end
+end
+local function run_ml(from)
+  local ls, ml = ls, ml
+  for i = from, #ls do
+    pos = -i
+    local v = ml(ls[i])
+    if v ~= nil then keep(i, v) end
+  end
+end
+local function run_raw(from)
+  local ls, raw = ls, raw
+  for i = from, #ls do
+    pos = i
+    raw(ls[i])
   end
 end
 local function lines(raws_)
@@ -233,13 +264,16 @@ local function lines(raws_)
   raw, ml = rawget(G, 'MessageLineRaw'), rawget(G, 'MessageLine')
   if type(raw) ~= 'function' then raw = nil end
   if type(ml) ~= 'function' then ml = nil end
-  local errs, from, skipraw = {}, 1, false
-  while true do
-    local ok, e = pcall(run, from, skipraw)
-    if ok then break end
-    errs[#errs + 1] = stage == 1 and 'MessageLineRaw' or 'MessageLine'
+  local errs, ok, e = {}, true, nil
+  if next(raws) ~= nil then ok, e = pcall(run, 1, false)
+  elseif raw and ml then ok, e = pcall(run_both, 1)
+  elseif ml then ok, e = pcall(run_ml, 1)
+  elseif raw then ok, e = pcall(run_raw, 1) end
+  -- After an error, the general loop goes on from the callback after the one that raised.
+  while not ok do
+    errs[#errs + 1] = pos > 0 and 'MessageLineRaw' or 'MessageLine'
     errs[#errs + 1] = tostring(e)
-    if stage == 1 then from, skipraw = pos, true else from, skipraw = pos + 1, false end
+    if pos > 0 then ok, e = pcall(run, pos, true) else ok, e = pcall(run, 1 - pos, false) end
   end
   local o = out
   ls, raws, raw, ml, out = nil, nil, nil, nil, nil

@@ -72,3 +72,34 @@ test('a block whose lines do not fit in the state\'s memory stops the script for
     s.close();
   }
 });
+
+for (const [defined, want] of [
+  ['both', 'r1 m1 r2 m2 r3 m3 r4 m4 r5 m5 r6 m6'],
+  ['raw', 'r1 r2 r3 r4 r5 r6'],
+  ['ml', 'm1 m2 m3 m4 m5 m6'],
+] as const) {
+  test(`an error in a line callback (${defined}) stops only that call: the others run, in order, and each error is counted`, async () => {
+    const raw = defined !== 'ml';
+    const ml = defined !== 'raw';
+    const s = await startScriptHost(`
+      local calls = {}
+      ${raw ? "function MessageLineRaw(l) calls[#calls + 1] = 'r' .. l if l == '2' then error('raw fails') end if l == '5' then error() end end" : ''}
+      ${ml ? "function MessageLine(l) calls[#calls + 1] = 'm' .. l if l == '3' then error('line fails') end if l == '5' then error(nil) end if l == '6' then return 'six' end end" : ''}
+      function EndMessage() return '250 2.0.0 ' .. table.concat(calls, ' ') end
+    `);
+    try {
+      const h = s.host.hooksForScript(s.host.smtpsvr!.current!, initialPolicy(s.config), sessionFacts('127.0.0.1'), s.log)!;
+      h.startMessage();
+      const outs = h.messageLines([Buffer.from('1\r\n2\r\n3\r\n4\r\n5\r\n6\r\n')], 6, []);
+      if (ml) assert.equal(outs?.[5]?.toString(), 'six');
+      else assert.equal(outs, null);
+      assert.deepEqual(h.endMessage()?.lines, [want]);
+      const errors = (hook: string): number => s.host.metrics.hooks.get(hook)?.errors ?? 0;
+      assert.equal(errors('MessageLineRaw'), raw ? 2 : 0);
+      assert.equal(errors('MessageLine'), ml ? 2 : 0);
+      h.end();
+    } finally {
+      s.close();
+    }
+  });
+}
