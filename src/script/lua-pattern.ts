@@ -23,8 +23,17 @@ export const CAP_POSITION = -2;
 /** Maximum recursion depth of `match` (lstrlib.c MAXCCALLS). */
 const MAXCCALLS = 200;
 const CHECK_EVERY = 4096;
-/** Classes whose tables are kept (classEntry); a NativeScan has a slot for each. */
-export const CACHED_CLASSES = 8;
+/** Patterns kept compiled (PatternMatcher.compiled). */
+const CACHED_PATTERNS = 16;
+
+/** A pattern as PatternMatcher.compiled describes it. */
+interface Compiled {
+  text: Uint8Array;
+  run: boolean;
+  k: number;
+  tables: Uint8Array[];
+  block: number;
+}
 
 const L_ESC = 0x25; // %
 const SPECIALS = '^$*+?.([%-';
@@ -179,20 +188,18 @@ export class PatternMatcher {
     const anchor = anchorable && p < pEnd && P[p] === 0x5e;
     if (anchor) p++;
     if (init > srcEnd) return -1;
-    // A pattern that starts with a single-character class that must match once (no suffix, or
-    // '+') can only match where the class does: skip to there instead of trying every position.
-    // The first try would run classend on it at once, so running it here raises the same errors.
-    let firstEnd = -1;
-    if (!anchor && p < pEnd && SIMPLE_START[P[p]] && !(P[p] === L_ESC && p + 1 < pEnd && ESCAPE_ITEM[P[p + 1]])) {
-      const ep = this.classEnd(p);
-      const q = ep < pEnd ? P[ep] : 0;
-      if (q !== 0x2a && q !== 0x3f && q !== 0x2d) firstEnd = ep;
-    }
+    // What the pattern can be searched by (compiled once, kept for the next calls): a run of
+    // single-character classes is matched by a scan alone; otherwise a pattern that starts with
+    // a class that must match once (no suffix, or '+') can only match where the class does, and
+    // the search skips to there instead of trying every position.
+    const c = anchor ? null : this.compiled(p, pEnd);
+    if (c !== null && c.run) return this.findRun(c, init, lastMatch);
+    const skip = c !== null && c.k === 1;
     let s1 = init;
     for (;;) {
-      if (firstEnd >= 0) {
+      if (skip) {
         const from = s1;
-        s1 = this.skipTo(s1, p, firstEnd);
+        s1 = this.skipTo(s1, c);
         this.spend((s1 - from) >> 3);
         if (s1 >= srcEnd) return -1;
       }
@@ -205,6 +212,37 @@ export class PatternMatcher {
       }
       if (anchor || s1 >= srcEnd) return -1;
       s1++;
+    }
+  }
+
+  /** The first match of a run of classes from `init` on (see compiled), as find returns it. */
+  private findRun(c: Compiled, init: number, lastMatch: number): number {
+    const S = this.S;
+    const srcEnd = this.srcEnd;
+    const k = c.k;
+    const native = this.native;
+    let s = init;
+    for (;;) {
+      let at: number;
+      if (native !== null && c.block !== 0 && S === native.heap()) at = native.run(s, srcEnd, c.block, k);
+      else {
+        at = -1;
+        const tables = c.tables;
+        outer: for (let i = s; i + k <= srcEnd; i++) {
+          for (let j = 0; j < k; j++) if (!tables[j][S[i + j]]) continue outer;
+          at = i;
+          break;
+        }
+      }
+      this.spend((((at < 0 ? srcEnd : at) - s) >> 3) + 1);
+      if (at < 0) return -1;
+      // A match is never empty here, but one ending where the last one did is skipped still.
+      if (at + k !== lastMatch) {
+        this.level = 0;
+        this.end = at + k;
+        return at;
+      }
+      s = at + 1;
     }
   }
 
@@ -395,49 +433,97 @@ export class PatternMatcher {
     return -1;
   }
 
-  /** The first index from `s` on where the single-character class at p..ep matches (or srcEnd). */
-  private skipTo(s: number, p: number, ep: number): number {
-    if (this.P[p] === 0x2e) return s;
-    const c = this.classEntry(p, ep);
+  /** The first index from `s` on where the first class of `c` matches (or srcEnd). */
+  private skipTo(s: number, c: Compiled): number {
     const S = this.S;
     const srcEnd = this.srcEnd;
     const native = this.native;
-    if (native !== null && S === native.heap()) return native.scan(s, srcEnd, c.slot);
-    const table = c.table;
+    if (native !== null && c.block !== 0 && S === native.heap()) return native.scan(s, srcEnd, c.block);
+    const table = c.tables[0];
     while (s < srcEnd && !table[S[s]]) s++;
     return s;
   }
 
-  /** Recent classes that began a pattern (a character, '%x' or '[...]') and their tables. */
-  private readonly classes: { text: Uint8Array; table: Uint8Array; slot: number }[] = [];
-  private nextClass = 0;
+  /** Recently used patterns, compiled (see compiled). */
+  private readonly cache: Compiled[] = [];
+  private nextEntry = 0;
 
   /**
-   * The membership table of the single-character class at p..ep: a script matches the same
-   * few patterns line after line, and a table lookup per byte is much cheaper than walking the
-   * class. With a native scan, the table is also kept in the heap, at the entry's slot.
+   * What the unanchored pattern P[p..pEnd) can be searched by, kept for the next calls: a
+   * script matches the same few patterns line after line. `run`: the pattern is a run of `k`
+   * single-character classes (a character, '%x' or '[...]', none with a suffix), which match at
+   * a position exactly when each class holds the byte there. Otherwise `k` is 1 when the
+   * pattern starts with a class that must match (no suffix, or '+'), else 0. The classes'
+   * membership tables are kept in JS and, with a native scan, in the heap (`block`). '.'
+   * matches anything: it gets no table, and a pattern that starts with it no skip.
    */
-  private classEntry(p: number, ep: number): { table: Uint8Array; slot: number } {
+  private compiled(p: number, pEnd: number): Compiled {
     const P = this.P;
-    const n = ep - p;
-    outer: for (const e of this.classes) {
+    const n = pEnd - p;
+    const cache = this.cache;
+    outer: for (let i = 0; i < cache.length; i++) {
+      const e = cache[i];
       if (e.text.length !== n) continue;
-      for (let i = 0; i < n; i++) if (e.text[i] !== P[p + i]) continue outer;
+      const t = e.text;
+      for (let j = 0; j < n; j++) if (t[j] !== P[p + j]) continue outer;
       return e;
     }
-    const table = new Uint8Array(256);
+    const classes: number[] = [];
+    let run = n > 0;
+    let first = false;
+    try {
+      for (let q = p; q < pEnd; ) {
+        const ch = P[q];
+        if (!SIMPLE_START[ch] || (ch === L_ESC && q + 1 < pEnd && ESCAPE_ITEM[P[q + 1]])) {
+          run = false;
+          break;
+        }
+        const ep = this.classEnd(q);
+        const suffix = ep < pEnd ? P[ep] : 0;
+        classes.push(q, ep);
+        if (q === p) first = ch !== 0x2e && suffix !== 0x2a && suffix !== 0x3f && suffix !== 0x2d;
+        if (suffix === 0x2a || suffix === 0x3f || suffix === 0x2d || suffix === 0x2b) {
+          run = false;
+          break;
+        }
+        q = ep;
+      }
+    } catch (err) {
+      // Malformed: the match itself raises the error, as Lua does.
+      if (!(err instanceof PatternError)) throw err;
+      run = false;
+      first = false;
+    }
+    const k = run ? classes.length / 2 : first ? 1 : 0;
+    const tables: Uint8Array[] = [];
+    for (let j = 0; j < k; j++) tables.push(this.classTable(classes[2 * j], classes[2 * j + 1]));
+    const native = this.native;
+    let block = 0;
+    if (native !== null && k > 0) {
+      block = native.alloc(256 * k);
+      if (block) for (let j = 0; j < k; j++) native.heap().set(tables[j], block + 256 * j);
+    }
+    const entry: Compiled = { text: P.slice(p, pEnd), run, k, tables, block };
+    if (cache.length < CACHED_PATTERNS) cache.push(entry);
+    else {
+      const old = cache[this.nextEntry];
+      if (old.block && native) native.free(old.block);
+      cache[this.nextEntry] = entry;
+      this.nextEntry = (this.nextEntry + 1) % CACHED_PATTERNS;
+    }
+    return entry;
+  }
+
+  /** The membership table of the single-character class at p..ep. */
+  private classTable(p: number, ep: number): Uint8Array {
+    const P = this.P;
     const pc = P[p];
+    const table = new Uint8Array(256);
     for (let c = 0; c < 256; c++) {
-      const member = pc === L_ESC ? matchClass(c, P[p + 1]) : pc === 0x5b ? this.matchBracketClass(c, p, ep - 1) : c === pc;
+      const member = pc === 0x2e || (pc === L_ESC ? matchClass(c, P[p + 1]) : pc === 0x5b ? this.matchBracketClass(c, p, ep - 1) : c === pc);
       table[c] = member ? 1 : 0;
     }
-    const at = this.classes.length < CACHED_CLASSES ? this.classes.length : this.nextClass;
-    this.nextClass = (at + 1) % CACHED_CLASSES;
-    const slot = this.native ? this.native.slot(at) : 0;
-    if (this.native) this.native.heap().set(table, slot);
-    const entry = { text: P.slice(p, ep), table, slot };
-    this.classes[at] = entry;
-    return entry;
+    return table;
   }
 
   /** How many characters from `s` on the single-character class at p..ep matches. */

@@ -3,7 +3,7 @@ import type { LuaState, LuaValue } from './lua-state.js';
 import { UD, stateAllocator, type StateAllocator } from './state-allocator.js';
 import { patchCountHook } from './count-hook-patch.js';
 import { STAGE, lineTableFunction } from './line-table.js';
-import { CACHED_CLASSES, CAP_POSITION, CAP_UNFINISHED, PatternMatcher, noSpecials } from './lua-pattern.js';
+import { CAP_POSITION, CAP_UNFINISHED, PatternMatcher, noSpecials } from './lua-pattern.js';
 import { classScan, type NativeScan } from './class-scan.js';
 
 /** The raw Emscripten module of wasmoon: Lua 5.4's C API as exported wasm functions. */
@@ -306,10 +306,11 @@ export class LuaVm {
     }, 'vii');
     this.hostFn = m.addFunction((L: number): number => this.dispatch(L), 'ii');
     const fn = (f: (L: number) => number): number => m.addFunction(f, 'ii');
-    // The matcher scans subjects in the heap in wasm, with its class tables kept there.
-    const scan = classScan(exports?.memory);
-    const tables: number = scan ? m._malloc(256 * CACHED_CLASSES) : 0;
-    const native: NativeScan | null = scan && tables ? { heap: () => m.HEAPU8, slot: (i) => tables + 256 * i, scan } : null;
+    // The matcher searches subjects in the heap in wasm, with its class tables kept there.
+    const searches = classScan(exports?.memory);
+    const native: NativeScan | null = searches
+      ? { heap: () => m.HEAPU8, alloc: (n) => m._malloc(n) as number, free: (p) => m._free(p), scan: searches.scan, run: searches.run }
+      : null;
     this.matcher = new PatternMatcher((steps) => this.chargeSteps(steps), undefined, native);
     this.stage = m._malloc(STAGE.size);
     this.linesFn = fn(lineTableFunction(exports, api, this.stage));
