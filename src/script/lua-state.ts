@@ -293,7 +293,7 @@ export class LuaState {
     const m = this.vm.m;
     const L = this.L;
     const base = m._lua_gettop(L);
-    // Room for many arguments (a batch of message lines); a state out of memory cannot grow it.
+    // Room for many arguments; a state out of memory cannot grow its stack.
     if (args.length > 8 && !m._lua_checkstack(L, args.length + 8)) return { kind: 'stopped', stop: 'memory', message: 'not enough memory for the call\'s arguments' };
     m._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(ref));
     for (const a of args) this.push(a, 0);

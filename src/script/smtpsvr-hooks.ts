@@ -210,7 +210,7 @@ end
 -- only: the batch goes on after the callback that raised it, as if each were protected.
 -- pos is the line being called back: i in MessageLineRaw, -i in MessageLine.
 local ls, raws, raw, ml, out, no, pos
-local function keep(i, v)
+local function record(i, v)
   if v == false or type(v) == 'string' or type(v) == 'number' then
     out[no + 1], out[no + 2] = i, v
     no = no + 2
@@ -228,7 +228,7 @@ local function run(from, skipraw)
     if ml then
       pos = -i
       local v = ml(line)
-      if v ~= nil then keep(i, v) end
+      if v ~= nil then record(i, v) end
     end
   end
 end
@@ -241,7 +241,7 @@ local function run_both(from)
     raw(line)
     pos = -i
     local v = ml(line)
-    if v ~= nil then keep(i, v) end
+    if v ~= nil then record(i, v) end
   end
 end
 local function run_ml(from)
@@ -249,7 +249,7 @@ local function run_ml(from)
   for i = from, #ls do
     pos = -i
     local v = ml(ls[i])
-    if v ~= nil then keep(i, v) end
+    if v ~= nil then record(i, v) end
   end
 end
 local function run_raw(from)

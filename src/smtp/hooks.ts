@@ -79,9 +79,9 @@ export interface SessionHooks {
   readonly wantsLines: boolean;
   /**
    * MessageLineRaw and MessageLine for each of the `count` lines of `block` (pieces of bytes
-   * in which each line ends CRLF), in order; `dotted` are the indexes of the lines that had a stuffed dot removed (the raw line
-   * has it back). Per line, null keeps it, false drops it, a buffer replaces it (may hold
-   * CRLFs); null for the whole block when every line is kept.
+   * in which each line ends CRLF), in order; `dotted` are the indexes of the lines that had a
+   * stuffed dot removed (the raw line has it back). Per line, null keeps it, false drops it, a
+   * buffer replaces it (may hold CRLFs); null for the whole block when every line is kept.
    */
   messageLines(block: Buffer[], count: number, dotted: number[]): (Buffer | false | null)[] | null;
   endMessage(): Reply | null;
