@@ -25,6 +25,10 @@ const MAXCCALLS = 200;
 const CHECK_EVERY = 4096;
 /** Patterns kept compiled (PatternMatcher.compiled). */
 const CACHED_PATTERNS = 16;
+/** Longer patterns are not compiled (a script's own patterns are short; tables cost memory). */
+const MAX_COMPILED = 128;
+/** Longer runs of classes are matched the general way. */
+const MAX_RUN = 32;
 
 /** A pattern as PatternMatcher.compiled describes it. */
 interface Compiled {
@@ -192,7 +196,7 @@ export class PatternMatcher {
     // single-character classes is matched by a scan alone; otherwise a pattern that starts with
     // a class that must match once (no suffix, or '+') can only match where the class does, and
     // the search skips to there instead of trying every position.
-    const c = anchor ? null : this.compiled(p, pEnd);
+    const c = anchor || pEnd - p > MAX_COMPILED ? null : this.compiled(p, pEnd);
     if (c !== null && c.run) return this.findRun(c, init, lastMatch);
     const skip = c !== null && c.k === 1;
     let s1 = init;
@@ -455,7 +459,9 @@ export class PatternMatcher {
    * a position exactly when each class holds the byte there. Otherwise `k` is 1 when the
    * pattern starts with a class that must match (no suffix, or '+'), else 0. The classes'
    * membership tables are kept in JS and, with a native scan, in the heap (`block`). '.'
-   * matches anything: it gets no table, and a pattern that starts with it no skip.
+   * matches anything (a table of ones in a run); a pattern that starts with it gets no skip.
+   * Patterns over MAX_COMPILED bytes are not compiled, runs over MAX_RUN classes not searched
+   * as runs: what a hostile pattern makes the host hold stays small.
    */
   private compiled(p: number, pEnd: number): Compiled {
     const P = this.P;
@@ -494,6 +500,7 @@ export class PatternMatcher {
       run = false;
       first = false;
     }
+    if (classes.length / 2 > MAX_RUN) run = false;
     const k = run ? classes.length / 2 : first ? 1 : 0;
     const tables: Uint8Array[] = [];
     for (let j = 0; j < k; j++) tables.push(this.classTable(classes[2 * j], classes[2 * j + 1]));

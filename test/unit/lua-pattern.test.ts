@@ -554,6 +554,14 @@ test('random runs of single classes (searched by a scan alone) agree with Lua, i
     const init = pick(['', '', ', 2', ', -3']);
     cases.push(`call(string.find, ${a}${init})`, `call(string.match, ${a}${init})`, `GM(${a})`, `call(string.gsub, ${a}, "<%0>")`);
   }
+  // Longer than the matcher compiles or searches as a run.
+  for (const [subject, pattern] of [
+    ['xA'.repeat(40), '[aA]'.repeat(40)],
+    ['xa'.repeat(40), '[xX]a'.repeat(33)],
+    [`${'a'.repeat(60)}b`, `${'a'.repeat(40)}.`],
+    [`${'a'.repeat(200)}b`, `${'a'.repeat(130)}.`],
+    [`${'a'.repeat(200)}b`, `${'a'.repeat(130)}%a+b`],
+  ]) cases.push(`call(string.find, ${S(subject)}, ${S(pattern)})`, `call(string.gsub, ${S(subject)}, ${S(pattern)}, "-")`);
   compare(cases);
 });
 
