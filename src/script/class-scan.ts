@@ -5,40 +5,13 @@ import { assemble, type AsmModule } from './wasm-asm.js';
  * subject string is matched in place in the heap, and a byte loop there runs several times
  * faster than the same loop in JS over the heap's view (about 50 against 115 to 240 ns for an
  * 80-byte line). A class is a 256-byte membership table in the heap; a run of k classes is k
- * tables one after another.
+ * tables one after another. One function serves both searches: where a pattern can start is a
+ * run of one class.
  */
 const MODULE: AsmModule = {
   memory: ['e', 'm'],
   imports: [],
   functions: [
-    {
-      // The first index in [s, end) whose byte is in the table at t, or end.
-      name: 'scan',
-      exported: true,
-      params: ['s', 'end', 't'],
-      result: 'i32',
-      body: `
-    block $found
-      loop $next
-        local.get $s
-        local.get $end
-        i32.ge_u
-        br_if $found
-        local.get $t
-        local.get $s
-        i32.load8_u
-        i32.add
-        i32.load8_u
-        br_if $found
-        local.get $s
-        i32.const 1
-        i32.add
-        local.set $s
-        br $next
-      end
-    end
-    local.get $s`,
-    },
     {
       // The first index i in [s, end - k] where the j-th table from t holds the byte at i + j
       // for every j below k, or -1. Positions the first table rejects are passed over by a
@@ -120,20 +93,16 @@ export interface NativeScan {
   /** Heap memory for tables (0 when there is none), and its release. */
   alloc(size: number): number;
   free(ptr: number): void;
-  /** The first index in [s, end) whose byte the table at `table` holds, or `end`. */
-  scan(s: number, end: number, table: number): number;
   /** The first index where the run of `k` tables at `tables` matches, within [s, end), or -1. */
   run(s: number, end: number, tables: number, k: number): number;
 }
 
-type Searches = Pick<NativeScan, 'scan' | 'run'>;
-
-/** The searches over `memory`, or null when they cannot be made. */
-export function classScan(memory: unknown): Searches | null {
+/** The search over `memory`, or null when it cannot be made. */
+export function classScan(memory: unknown): NativeScan['run'] | null {
   if (!(memory instanceof WebAssembly.Memory)) return null;
   try {
     const instance = new WebAssembly.Instance(new WebAssembly.Module(assemble(MODULE)), { e: { m: memory } });
-    return instance.exports as unknown as Searches;
+    return instance.exports.run as NativeScan['run'];
   } catch {
     return null;
   }

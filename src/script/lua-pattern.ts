@@ -148,7 +148,7 @@ export class PatternMatcher {
   constructor(
     private readonly check: BudgetCheck | null = null,
     private readonly checkEvery = CHECK_EVERY,
-    /** Scans subjects in the wasm heap natively (class-scan.ts); others are scanned in JS. */
+    /** Searches subjects in the wasm heap natively (class-scan.ts); others are searched in JS. */
     private readonly native: NativeScan | null = null,
   ) {
     this.fuel = checkEvery;
@@ -221,24 +221,11 @@ export class PatternMatcher {
 
   /** The first match of a run of classes from `init` on (see compiled), as find returns it. */
   private findRun(c: Compiled, init: number, lastMatch: number): number {
-    const S = this.S;
-    const srcEnd = this.srcEnd;
     const k = c.k;
-    const native = this.native;
     let s = init;
     for (;;) {
-      let at: number;
-      if (native !== null && c.block !== 0 && S === native.heap()) at = native.run(s, srcEnd, c.block, k);
-      else {
-        at = -1;
-        const tables = c.tables;
-        outer: for (let i = s; i + k <= srcEnd; i++) {
-          for (let j = 0; j < k; j++) if (!tables[j][S[i + j]]) continue outer;
-          at = i;
-          break;
-        }
-      }
-      this.spend((((at < 0 ? srcEnd : at) - s) >> 3) + 1);
+      const at = this.searchRun(c, s, k);
+      this.spend((((at < 0 ? this.srcEnd : at) - s) >> 3) + 1);
       if (at < 0) return -1;
       // A match is never empty here, but one ending where the last one did is skipped still.
       if (at + k !== lastMatch) {
@@ -248,6 +235,20 @@ export class PatternMatcher {
       }
       s = at + 1;
     }
+  }
+
+  /** The first index from `s` on where the first `k` classes of `c` match in a row, or -1. */
+  private searchRun(c: Compiled, s: number, k: number): number {
+    const S = this.S;
+    const srcEnd = this.srcEnd;
+    const native = this.native;
+    if (native !== null && c.block !== 0 && S === native.heap()) return native.run(s, srcEnd, c.block, k);
+    const tables = c.tables;
+    outer: for (let i = s; i + k <= srcEnd; i++) {
+      for (let j = 0; j < k; j++) if (!tables[j][S[i + j]]) continue outer;
+      return i;
+    }
+    return -1;
   }
 
   private match(s: number, p: number): number {
@@ -439,13 +440,8 @@ export class PatternMatcher {
 
   /** The first index from `s` on where the first class of `c` matches (or srcEnd). */
   private skipTo(s: number, c: Compiled): number {
-    const S = this.S;
-    const srcEnd = this.srcEnd;
-    const native = this.native;
-    if (native !== null && c.block !== 0 && S === native.heap()) return native.scan(s, srcEnd, c.block);
-    const table = c.tables[0];
-    while (s < srcEnd && !table[S[s]]) s++;
-    return s;
+    const at = this.searchRun(c, s, 1);
+    return at < 0 ? this.srcEnd : at;
   }
 
   /** Recently used patterns, compiled (see compiled). */

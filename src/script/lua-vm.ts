@@ -307,10 +307,8 @@ export class LuaVm {
     this.hostFn = m.addFunction((L: number): number => this.dispatch(L), 'ii');
     const fn = (f: (L: number) => number): number => m.addFunction(f, 'ii');
     // The matcher searches subjects in the heap in wasm, with its class tables kept there.
-    const searches = classScan(exports?.memory);
-    const native: NativeScan | null = searches
-      ? { heap: () => m.HEAPU8, alloc: (n) => m._malloc(n) as number, free: (p) => m._free(p), scan: searches.scan, run: searches.run }
-      : null;
+    const run = classScan(exports?.memory);
+    const native: NativeScan | null = run ? { heap: () => m.HEAPU8, alloc: (n) => m._malloc(n) as number, free: (p) => m._free(p), run } : null;
     this.matcher = new PatternMatcher((steps) => this.chargeSteps(steps), undefined, native);
     this.stage = m._malloc(STAGE.size);
     this.linesFn = fn(lineTableFunction(exports, api, this.stage));
