@@ -38,6 +38,8 @@ const EXECUTE = 575;
 /** Calls of luaG_traceexec in luaV_execute: one per opcode's copy of `vmfetch`, and a few more. */
 const CALL_SITES = 78;
 
+/** lua_State's `hookcount` in that build (quick-find.ts charges its searches to it too). */
+export const LUA_STATE_HOOKCOUNT = 108;
 /**
  * Layouts of that build (wasm32): lua_State's `ci` at 20, `hookcount` at 108, `hookmask` at
  * 112; CallInfo's `previous` at 8, `next` at 12, `u.l.savedpc` at 16.
@@ -111,7 +113,7 @@ const COUNT_STOP = {
     local.get $ci
     global.set $lastCi
     local.get $L
-    i32.load offset=108
+    i32.load offset=${LUA_STATE_HOOKCOUNT}
     local.get $w
     i32.sub
     local.tee $n
@@ -120,14 +122,14 @@ const COUNT_STOP = {
     if
       local.get $L
       local.get $n
-      i32.store offset=108
+      i32.store offset=${LUA_STATE_HOOKCOUNT}
       i32.const 0
       return
     end
     ;; The count has run out: luaG_traceexec takes it to 0, resets it and calls the hook.
     local.get $L
     i32.const 1
-    i32.store offset=108
+    i32.store offset=${LUA_STATE_HOOKCOUNT}
     local.get $L
     local.get $pc
     call $traceexec`,

@@ -15,6 +15,7 @@
  */
 
 import type { NativeScan } from './class-scan.js';
+import { QUICK_DIR, QUICK_DIR_SIZE } from './quick-find.js';
 
 export const LUA_MAXCAPTURES = 32;
 /** Capture length markers (lstrlib.c). */
@@ -24,7 +25,7 @@ export const CAP_POSITION = -2;
 const MAXCCALLS = 200;
 const CHECK_EVERY = 4096;
 /** Patterns kept compiled (PatternMatcher.compiled). */
-const CACHED_PATTERNS = 16;
+const CACHED_PATTERNS = QUICK_DIR.entries;
 /** Longer patterns are not compiled (a script's own patterns are short; tables cost memory). */
 const MAX_COMPILED = 128;
 /** Longer runs of classes are matched the general way. */
@@ -37,6 +38,8 @@ interface Compiled {
   k: number;
   tables: Uint8Array[];
   block: number;
+  /** The copy of `text` in the heap for the quick path's directory (0 when none). */
+  textPtr: number;
 }
 
 const L_ESC = 0x25; // %
@@ -152,7 +155,19 @@ export class PatternMatcher {
     private readonly native: NativeScan | null = null,
   ) {
     this.fuel = checkEvery;
+    if (native !== null) {
+      const dir = native.alloc(QUICK_DIR_SIZE);
+      if (dir) {
+        const h = native.heap();
+        h.fill(0, dir, dir + QUICK_DIR_SIZE);
+        for (let i = 0; i < QUICK_DIR.entries; i++) new DataView(h.buffer, h.byteOffset).setInt32(dir + i * QUICK_DIR.entrySize + QUICK_DIR.len, -1, true);
+        this.quickDir = dir;
+      }
+    }
   }
+
+  /** The heap address of the directory of compiled runs for quick-find.ts, or 0. */
+  readonly quickDir: number = 0;
 
   /** Steps done since the last budget check, which are then forgotten (the caller charges them). */
   takeSteps(): number {
@@ -506,15 +521,41 @@ export class PatternMatcher {
       block = native.alloc(256 * k);
       if (block) for (let j = 0; j < k; j++) native.heap().set(tables[j], block + 256 * j);
     }
-    const entry: Compiled = { text: P.slice(p, pEnd), run, k, tables, block };
-    if (cache.length < CACHED_PATTERNS) cache.push(entry);
+    const entry: Compiled = { text: P.slice(p, pEnd), run, k, tables, block, textPtr: 0 };
+    let slot = cache.length;
+    if (slot < CACHED_PATTERNS) cache.push(entry);
     else {
-      const old = cache[this.nextEntry];
-      if (old.block && native) native.free(old.block);
-      cache[this.nextEntry] = entry;
+      slot = this.nextEntry;
+      const old = cache[slot];
+      if (native) {
+        if (old.block) native.free(old.block);
+        if (old.textPtr) native.free(old.textPtr);
+      }
+      cache[slot] = entry;
       this.nextEntry = (this.nextEntry + 1) % CACHED_PATTERNS;
     }
+    this.publish(slot, entry);
     return entry;
+  }
+
+  /** Enters a run in the quick path's directory (its slot is the cache's), or clears the slot. */
+  private publish(slot: number, entry: Compiled): void {
+    const native = this.native;
+    if (!this.quickDir || native === null) return;
+    const at = this.quickDir + slot * QUICK_DIR.entrySize;
+    const text = entry.run && entry.block ? native.alloc(entry.text.length) : 0;
+    const h = native.heap();
+    const view = new DataView(h.buffer, h.byteOffset);
+    if (!text) {
+      view.setInt32(at + QUICK_DIR.len, -1, true);
+      return;
+    }
+    h.set(entry.text, text);
+    entry.textPtr = text;
+    view.setInt32(at + QUICK_DIR.text, text, true);
+    view.setInt32(at + QUICK_DIR.block, entry.block, true);
+    view.setInt32(at + QUICK_DIR.k, entry.k, true);
+    view.setInt32(at + QUICK_DIR.len, entry.text.length, true);
   }
 
   /** The membership table of the single-character class at p..ep. */

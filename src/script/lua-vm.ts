@@ -5,6 +5,7 @@ import { patchCountHook } from './count-hook-patch.js';
 import { STAGE, lineTableFunction } from './line-table.js';
 import { CAP_POSITION, CAP_UNFINISHED, PatternMatcher, noSpecials } from './lua-pattern.js';
 import { classScan, type NativeScan } from './class-scan.js';
+import { quickFind } from './quick-find.js';
 
 /** The raw Emscripten module of wasmoon: Lua 5.4's C API as exported wasm functions. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -252,6 +253,8 @@ export class LuaVm {
   /** The C function making a table of the staged lines, for the host's line helper. */
   private readonly linesFn: number;
   private readonly lenPtr: number;
+  /** Whether string.find and string.match answer their usual calls in wasm (quick-find.ts). */
+  readonly quickFind: boolean;
   /** The C functions behind string.find/match/gmatch/gsub (see installPatterns). */
   private readonly patternFns: Record<string, number>;
   private readonly matcher: PatternMatcher;
@@ -312,9 +315,19 @@ export class LuaVm {
     this.matcher = new PatternMatcher((steps) => this.chargeSteps(steps), undefined, native);
     this.stage = m._malloc(STAGE.size);
     this.linesFn = fn(lineTableFunction(exports, api, this.stage));
+    // find and match in wasm where the call is the usual one (quick-find.ts); it charges Lua's
+    // own count, so only over the patched build.
+    const quick = (find: boolean): { f: (L: number) => number; wasm: boolean } => {
+      const slow = (L: number): number => this.strFind(L, find);
+      const dir = this.matcher.quickDir;
+      const q = run && dir && cheapCountHook ? quickFind(exports, run, dir, find, slow) : null;
+      return { f: q ?? slow, wasm: q !== null };
+    };
+    const [find, match] = [quick(true), quick(false)];
+    this.quickFind = find.wasm && match.wasm;
     this.patternFns = {
-      find: fn((L) => this.strFind(L, true)),
-      match: fn((L) => this.strFind(L, false)),
+      find: fn(find.f),
+      match: fn(match.f),
       gmatch: fn((L) => this.strGmatch(L)),
       gsub: fn((L) => this.strGsub(L)),
       gmatch_step: fn((L) => this.gmatchStep(L)),

@@ -752,3 +752,55 @@ test('a subject in the heap is searched in wasm for where a pattern can start or
     st.close();
   }
 });
+
+test('find and match of a compiled run are answered in wasm (quick-find.ts), with the same results as Lua', () => {
+  assert.equal(vm.quickFind, true, 'the quick path is installed over the patched build');
+  // Each pattern is used twice in a row: the first call compiles it (the JS path), the second
+  // is answered in wasm. Anchored patterns, a '^' kept literally by gmatch, numbers and extra
+  // arguments must all go the JS way and agree too.
+  const r = rng(777);
+  const pick = <T>(a: T[]): T => a[Math.floor(r() * a.length)];
+  const cases: string[] = [];
+  for (let i = 0; i < 300; i++) {
+    let s = '';
+    for (let j = 0, n = Math.floor(r() * 40); j < n; j++) s += pick(['a', 'A', 'b', '1', ' ', '.', '^', '%', ']', '\\xe9', '\\0']);
+    let p = '';
+    for (let j = 0, n = 1 + Math.floor(r() * 5); j < n; j++) p += pick(['a', '[aA]', '[^a]', '%d', '%a', '.', '%.', '[%]b]', 'b', '%%', '[\\xe9]', '%W', '%z']);
+    const a = `${S(s)}, ${S(p)}`;
+    cases.push(`M("find", ${a}) .. M("find", ${a})`, `M("match", ${a}) .. M("match", ${a})`);
+  }
+  cases.push(
+    // gmatch compiles '^a' as a run with a literal '^'; match must still anchor it.
+    `GM("x^ab", "^a") .. M("match", "x^ab", "^a") .. M("match", "x^ab", "^a") .. M("find", "ab", "^a") .. M("find", "ab", "^a")`,
+    `M("match", "xab", "[aA]b") .. call(string.match, 12345, "[2]3") .. call(string.match, 12345, "[2]3")`,
+    `M("find", "xab", "[aA]b", 3) .. M("find", "xab", "[aA]b", -2) .. M("find", "xab", "[aA]b", 1, true) .. M("find", "x[aA]b", "[aA]b", 1, true)`,
+    `M("match", ${S('b'.repeat(5000) + 'Ab')}, "[aA]b") .. M("match", ${S('b'.repeat(5000) + 'Ab')}, "[aA]b")`,
+  );
+  compare(cases);
+});
+
+test('the wasm find and match charge their scans as instructions, as the JS path does', () => {
+  const st = new LuaState(vm, 16 * 1024 * 1024, '=quick');
+  try {
+    // A 4,000-byte subject: 501 steps a call, within the count the quick path may take.
+    st.loadAndRun(
+      Buffer.from(`S = string.rep("x", 4000)
+        function g() local n = 0 for i = 1, 1000 do if S:match("[Yy][Zz]") then n = n + 1 end end return n end
+        function h() local n = 0 for i = 1, 1000 do if S then n = n + 1 end end return n end`),
+      '=quick',
+      't',
+    );
+    assert.deepEqual(st.call('g', [], { timeMs: 60_000, instructions: Infinity }), { kind: 'ok', values: [0] });
+    const withScans = st.budget.instructions;
+    st.call('h', [], { timeMs: 60_000, instructions: Infinity });
+    const without = st.budget.instructions;
+    assert.ok(withScans > without + 400_000, `${withScans} vs ${without}`);
+    // And a loop of them meets the instruction budget long before the loop's own count would.
+    st.loadAndRun(Buffer.from('function f() for i = 1, 1e9 do if S:match("[Yy][Zz]") then return end end end'), '=quick', 't');
+    const res = st.call('f', [], { timeMs: 60_000, instructions: 5_000_000 });
+    assert.equal((res as { stop?: string }).stop, 'instructions');
+    assert.ok(st.budget.instructions < 5_200_000, String(st.budget.instructions));
+  } finally {
+    st.close();
+  }
+});
