@@ -27,7 +27,7 @@ function module(desc: number): AsmModule {
         exported: true,
         params: ['L'],
         result: 'i32',
-        locals: { q: 'i32', end: 'i32', start: 'i32', e: 'i32', n: 'i32' },
+        locals: { q: 'i32', end: 'i32', start: 'i32', e: 'i32', n: 'i32', mask: 'i32', lf: 'v128' },
         body: `
     local.get $L
     i32.const ${desc}
@@ -43,8 +43,41 @@ function module(desc: number): AsmModule {
     i32.load offset=${STAGE.len}
     i32.add
     local.set $end
+    i32.const 10
+    i8x16.splat
+    local.set $lf
     block $done
       loop $scan
+        ;; To the next LF 16 bytes at a time while 16 are left, then byte by byte.
+        block $byte
+          loop $wide
+            local.get $q
+            i32.const 16
+            i32.add
+            local.get $end
+            i32.gt_u
+            br_if $byte
+            local.get $q
+            v128.load
+            local.get $lf
+            i8x16.eq
+            i8x16.bitmask
+            local.tee $mask
+            if
+              local.get $q
+              local.get $mask
+              i32.ctz
+              i32.add
+              local.set $q
+              br $byte
+            end
+            local.get $q
+            i32.const 16
+            i32.add
+            local.set $q
+            br $wide
+          end
+        end
         local.get $q
         local.get $end
         i32.ge_u

@@ -14,7 +14,7 @@
  * caller's budget check runs, and it stops the match by throwing.
  */
 
-import type { NativeScan } from './class-scan.js';
+import { RUN_HEADER, runHeader, type NativeScan } from './class-scan.js';
 import { QUICK_DIR, QUICK_DIR_SIZE } from './quick-find.js';
 
 export const LUA_MAXCAPTURES = 32;
@@ -37,6 +37,7 @@ interface Compiled {
   run: boolean;
   k: number;
   tables: Uint8Array[];
+  /** The tables in the heap, after their header (class-scan.ts), or 0. */
   block: number;
   /** The copy of `text` in the heap for the quick path's directory (0 when none). */
   textPtr: number;
@@ -518,8 +519,12 @@ export class PatternMatcher {
     const native = this.native;
     let block = 0;
     if (native !== null && k > 0) {
-      block = native.alloc(256 * k);
-      if (block) for (let j = 0; j < k; j++) native.heap().set(tables[j], block + 256 * j);
+      const at = native.alloc(RUN_HEADER + 256 * k);
+      if (at) {
+        block = at + RUN_HEADER;
+        native.heap().set(runHeader(tables[0]), at);
+        for (let j = 0; j < k; j++) native.heap().set(tables[j], block + 256 * j);
+      }
     }
     const entry: Compiled = { text: P.slice(p, pEnd), run, k, tables, block, textPtr: 0 };
     let slot = cache.length;
@@ -528,7 +533,7 @@ export class PatternMatcher {
       slot = this.nextEntry;
       const old = cache[slot];
       if (native) {
-        if (old.block) native.free(old.block);
+        if (old.block) native.free(old.block - RUN_HEADER);
         if (old.textPtr) native.free(old.textPtr);
       }
       cache[slot] = entry;

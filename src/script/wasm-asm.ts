@@ -4,13 +4,13 @@ import { name, section, sleb, uleb, vec } from '../util/wasm-encoding.js';
  * A small assembler for the few wasm functions the script host writes itself (the per-state
  * allocator of lua-vm.ts, the count stop of count-hook-patch.ts): bodies in the linear form of
  * the WebAssembly text format, one instruction per line, `;;` comments. Enough of the language
- * for that code and no more: i32/i64 locals, globals, void blocks, loops and ifs with optional
- * `$labels`, calls by `$name`, and the integer, memory and control instructions listed in
- * OPCODES. An unknown instruction, local, global, label or function is an error naming the
+ * for that code and no more: i32, i64 and v128 locals, globals, void blocks, loops and ifs with optional
+ * `$labels`, calls by `$name`, and the integer, memory, control and few SIMD instructions
+ * listed below. An unknown instruction, local, global, label or function is an error naming the
  * function and line.
  */
 
-type ValType = 'i32' | 'i64';
+type ValType = 'i32' | 'i64' | 'v128';
 
 export interface AsmFunction {
   name: string;
@@ -38,12 +38,14 @@ export interface AsmModule {
   functions: AsmFunction[];
 }
 
-const VAL: Record<ValType, number> = { i32: 0x7f, i64: 0x7e };
+const VAL: Record<ValType, number> = { i32: 0x7f, i64: 0x7e, v128: 0x7b };
 
 /** Instructions whose immediate is a local, a function, a memory offset or a branch depth. */
 const LOCAL_OPS: Record<string, number> = { 'local.get': 0x20, 'local.set': 0x21, 'local.tee': 0x22 };
 const GLOBAL_OPS: Record<string, number> = { 'global.get': 0x23, 'global.set': 0x24 };
 const MEMORY_OPS: Record<string, number> = { 'i32.load': 0x28, 'i32.load8_u': 0x2d, 'i32.store': 0x36 };
+/** SIMD instructions (after the 0xfd prefix); v128.load takes a memory offset. */
+const SIMD_OPS: Record<string, number> = { 'v128.load': 0x00, 'i8x16.splat': 0x0f, 'i8x16.eq': 0x23, 'v128.or': 0x50, 'i8x16.bitmask': 0x64 };
 const BRANCH_OPS: Record<string, number> = { br: 0x0c, br_if: 0x0d };
 const BLOCK_OPS: Record<string, number> = { block: 0x02, loop: 0x03, if: 0x04 };
 
@@ -67,6 +69,7 @@ const OPCODES: Record<string, number> = {
   'i32.or': 0x72,
   'i32.shl': 0x74,
   'i32.shr_u': 0x76,
+  'i32.ctz': 0x68,
   'i64.add': 0x7c,
   'i64.sub': 0x7d,
   'i32.wrap_i64': 0xa7,
@@ -109,7 +112,7 @@ export function assembleBody(f: AsmFunction, funcIndex: Map<string, number>, glo
       const m = /^offset=(\d+)$/.exec(args[0] ?? 'offset=0');
       if (!m) fail('bad memory offset');
       // The natural alignment (log2 of the access size) as the alignment hint.
-      return [op === 'i32.load8_u' ? 0x00 : 0x02, ...uleb(Number(m![1]))];
+      return [op === 'i32.load8_u' ? 0x00 : op === 'v128.load' ? 0x04 : 0x02, ...uleb(Number(m![1]))];
     };
     if (Object.hasOwn(LOCAL_OPS, op)) {
       code.push(LOCAL_OPS[op], ...uleb(ref(locals, 'local')));
@@ -121,6 +124,10 @@ export function assembleBody(f: AsmFunction, funcIndex: Map<string, number>, glo
     }
     if (Object.hasOwn(MEMORY_OPS, op)) {
       code.push(MEMORY_OPS[op], ...memarg());
+      return;
+    }
+    if (Object.hasOwn(SIMD_OPS, op)) {
+      code.push(0xfd, ...uleb(SIMD_OPS[op]), ...(op === 'v128.load' ? memarg() : []));
       return;
     }
     if (Object.hasOwn(BRANCH_OPS, op)) {

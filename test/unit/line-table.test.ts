@@ -43,6 +43,16 @@ test('the wasm line-table function and its JS fallback cut a block alike', () =>
     'no line end at all',
     '',
   ];
+  // Lines of every length around the 16-byte steps of the wasm scan, CR and LF at any place.
+  let seed = 5;
+  const next = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  for (let i = 0; i < 200; i++) {
+    let text = '';
+    for (let j = 0, n = Math.floor(next() * 12); j < n; j++) text += 'abcdefghij'.repeat(4).slice(0, Math.floor(next() * 40)) + (next() < 0.5 ? '\r\n' : next() < 0.5 ? '\n' : '\r');
+    cases.push(text);
+  }
+  // The assembled function, not the fallback (a wasm export shows native code).
+  assert.match(String(lineTableFunction(vm.rawExports, vm.m, 0)), /native code/);
   for (const text of cases) {
     const block = Buffer.from(text, 'latin1');
     const want = text.split('\n').slice(0, -1).map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));

@@ -763,9 +763,10 @@ test('find and match of a compiled run are answered in wasm (quick-find.ts), wit
   const cases: string[] = [];
   for (let i = 0; i < 300; i++) {
     let s = '';
-    for (let j = 0, n = Math.floor(r() * 40); j < n; j++) s += pick(['a', 'A', 'b', '1', ' ', '.', '^', '%', ']', '\\xe9', '\\0']);
+    // Up to 100 bytes: the SIMD search of a first class of a few bytes (class-scan.ts) too.
+    for (let j = 0, n = Math.floor(r() * 100); j < n; j++) s += pick(['a', 'A', 'b', '1', ' ', '.', '^', '%', ']', '\\xe9', '\\0', 'x', 'x', 'x']);
     let p = '';
-    for (let j = 0, n = 1 + Math.floor(r() * 5); j < n; j++) p += pick(['a', '[aA]', '[^a]', '%d', '%a', '.', '%.', '[%]b]', 'b', '%%', '[\\xe9]', '%W', '%z']);
+    for (let j = 0, n = 1 + Math.floor(r() * 5); j < n; j++) p += pick(['a', '[aA]', '[^a]', '%d', '%a', '.', '%.', '[%]b]', 'b', '%%', '[\\xe9]', '%W', '%z', '[ab1 ]', '[ab1 .]']);
     const a = `${S(s)}, ${S(p)}`;
     cases.push(`M("find", ${a}) .. M("find", ${a})`, `M("match", ${a}) .. M("match", ${a})`);
   }
