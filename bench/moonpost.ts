@@ -68,7 +68,7 @@ export async function startMoonpost(cli: string, dir: string, port: number, doma
   }
   // The same V8 flags as `npm start` and bin/moonpost.js: a small young generation and an old
   // generation kept near its live size hold RSS down under load.
-  const argv = ['--max-semi-space-size=4', '--heap-growing-percent=50', cli, 'serve', '--config', cfg];
+  const argv = ['--max-semi-space-size=4', '--heap-growing-percent=50', '--expose-gc', cli, 'serve', '--config', cfg];
   // With a wrapper, `exec` keeps the pid: child.pid is moonpost's own.
   const [cmd, args] = opts.fdLimit ? withFdLimit(process.execPath, argv, opts.fdLimit) : [process.execPath, argv];
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });

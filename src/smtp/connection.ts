@@ -6,6 +6,7 @@ import { Session } from './session.js';
 import { parseProxyHeader } from './proxy-protocol.js';
 import { normalizeIp } from '../policy/cidr.js';
 import { canonicalIp } from '../policy/own-addresses.js';
+import { noteBytesRead } from '../util/young-gc.js';
 
 const LF = 10;
 const NEED_MORE = Symbol('need more input');
@@ -185,6 +186,7 @@ export class Connection implements SessionIO {
   // ---- input -------------------------------------------------------------------------
 
   private receive(chunk: Buffer): void {
+    noteBytesRead(chunk.length);
     if (this.closing) return;
     if (this.off >= this.buf.length) {
       this.buf = chunk;
