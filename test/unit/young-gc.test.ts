@@ -10,8 +10,9 @@ test('a young-generation collection follows every YOUNG_GC_EVERY bytes read, whe
     calls.push(options);
   };
   try {
-    // A fresh instance of the module, which takes gc as it loads.
-    const { noteBytesRead, YOUNG_GC_EVERY } = (await import(`../../src/util/young-gc.js?stubbed`)) as typeof import('../../src/util/young-gc.js');
+    // A fresh instance of the module (another URL), which takes gc as it loads.
+    const fresh = '../../src/util/young-gc.js?stubbed';
+    const { noteBytesRead, YOUNG_GC_EVERY } = (await import(fresh)) as typeof import('../../src/util/young-gc.js');
     noteBytesRead(YOUNG_GC_EVERY - 1);
     assert.equal(calls.length, 0);
     noteBytesRead(1);
