@@ -111,9 +111,8 @@ const senderSchema = z.strictObject({
   useBATV: z.boolean().default(false),
   /** Parallel connections to one destination host. */
   connectionsPerDestination: z.number().int().min(1).default(4),
-  timeouts: z
-    .strictObject({ connect: z.number().int().positive().optional(), command: z.number().int().positive().optional() })
-    .prefault({}),
+  /** Seconds, as every other timeout in the config (without them, the client's RFC 5321 defaults). */
+  timeouts: z.strictObject({ connect: seconds.optional(), command: seconds.optional() }).prefault({}),
 });
 
 /** The admin console's HTTP API (src/admin/http): off unless the section is present. */

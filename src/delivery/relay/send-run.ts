@@ -13,7 +13,7 @@ import type { RecipientOutcome } from '../dsn.js';
 import { lookupMx, mxTargets } from '../mx.js';
 import { shouldGiveUp, type RetrySchedule } from '../retry.js';
 import { selects, type SenderRules } from '../sender-rules.js';
-import { SmtpClient, SmtpClientError, type ClientOptions, type Transaction } from '../smtp-client.js';
+import { SmtpClient, SmtpClientError, type ClientOptions, type ClientTimeouts, type Transaction } from '../smtp-client.js';
 import { applyResults, type AttemptResult, type RelayCounters } from './outcomes.js';
 import { readHeaderSync, type HeaderInfo } from './header-data.js';
 
@@ -221,7 +221,7 @@ export class SendRun {
       ca: s.ca ? readFileSync(s.ca) : undefined,
       helo: s.helo ?? this.deps.config.hostname,
       auth: s.auth ? { user: s.auth.user, password: resolveSecret(s.auth.password, 'config', `senders[${s.id}].auth.password`), mechanism: s.auth.mechanism } : undefined,
-      timeouts: { ...(s.timeouts.connect ? { connect: s.timeouts.connect } : {}), ...(s.timeouts.command ? { mail: s.timeouts.command, rcpt: s.timeouts.command, greeting: s.timeouts.command, ehlo: s.timeouts.command, dataInit: s.timeouts.command } : {}) },
+      timeouts: clientTimeouts(s.timeouts),
       onReply: (cmd, full, last) => this.run.returnCode(cmd, full, last),
     };
   }
@@ -386,4 +386,13 @@ function errorResult(err: unknown, where: string): AttemptResult {
     return { address: '', code: err.reply.code >= 500 ? err.reply.code : 451, enhanced: err.reply.enhanced, reply: err.reply.full, remoteMta: where };
   }
   return { address: '', code: 451, enhanced: '4.4.1', reply: `451 4.4.1 ${where}: ${(err as Error).message}`, remoteMta: where };
+}
+
+/** A sender's timeouts (seconds, in the config) as the client's (milliseconds). */
+export function clientTimeouts(t: { connect?: number; command?: number }): Partial<ClientTimeouts> {
+  const ms = (sec: number): number => Math.round(sec * 1000);
+  return {
+    ...(t.connect ? { connect: ms(t.connect) } : {}),
+    ...(t.command ? { mail: ms(t.command), rcpt: ms(t.command), greeting: ms(t.command), ehlo: ms(t.command), dataInit: ms(t.command) } : {}),
+  };
 }
