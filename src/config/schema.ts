@@ -53,6 +53,7 @@ const userSchema = z.strictObject({
 });
 
 const seconds = z.number().positive();
+const senderSeconds = seconds.max(3600, { message: 'seconds, at most 3600' });
 
 export const limitsSchema = z.strictObject({
   messageSize: z.number().int().min(0).default(25 * 1024 * 1024),
@@ -111,8 +112,11 @@ const senderSchema = z.strictObject({
   useBATV: z.boolean().default(false),
   /** Parallel connections to one destination host. */
   connectionsPerDestination: z.number().int().min(1).default(4),
-  /** Seconds, as every other timeout in the config (without them, the client's RFC 5321 defaults). */
-  timeouts: z.strictObject({ connect: seconds.optional(), command: seconds.optional() }).prefault({}),
+  /**
+   * Seconds, as every other timeout in the config (without them, the client's RFC 5321
+   * defaults). At most an hour: a value in milliseconds is refused, not taken as hours.
+   */
+  timeouts: z.strictObject({ connect: senderSeconds.optional(), command: senderSeconds.optional() }).prefault({}),
 });
 
 /** The admin console's HTTP API (src/admin/http): off unless the section is present. */

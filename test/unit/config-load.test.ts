@@ -259,9 +259,11 @@ test('loadConfig reads YAML, resolves paths from its folder and reports YAML err
 
 test('a sender\'s timeouts are seconds, as the client gets them in milliseconds', async () => {
   const { clientTimeouts } = await import('../../src/delivery/relay/send-run.js');
-  const c = validateConfig({ ...base(), senders: [{ id: 0, name: 'out', mode: 'mx', timeouts: { connect: 2, command: 0.5 } }] });
+  const c = validateConfig({ ...base(), senders: [{ id: 0, name: 'out', mode: 'mx', timeouts: { connect: 2, command: 0.5 } }] }, 't.yaml');
   assert.deepEqual(c.senders[0].timeouts, { connect: 2, command: 0.5 });
   assert.deepEqual(clientTimeouts(c.senders[0].timeouts), { connect: 2000, mail: 500, rcpt: 500, greeting: 500, ehlo: 500, dataInit: 500 });
   assert.deepEqual(clientTimeouts({}), {});
-  assert.throws(() => validateConfig({ ...base(), senders: [{ id: 0, name: 'out', mode: 'mx', timeouts: { connect: 0 } }] }), ConfigError);
+  assert.throws(() => validateConfig({ ...base(), senders: [{ id: 0, name: 'out', mode: 'mx', timeouts: { connect: 0 } }] }, 't.yaml'), ConfigError);
+  // Milliseconds by mistake are refused, not taken as hours.
+  assert.throws(() => validateConfig({ ...base(), senders: [{ id: 0, name: 'out', mode: 'mx', timeouts: { connect: 30000 } }] }, 't.yaml'), /seconds, at most 3600/);
 });
