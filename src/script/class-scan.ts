@@ -1,6 +1,6 @@
 import { assemble, type AsmModule } from './wasm-asm.js';
 
-/**
+/*
  * The pattern matcher's searches (lua-pattern.ts) in wasm over the Lua module's memory: a
  * subject string is matched in place in the heap, and a byte loop there runs several times
  * faster than the same loop in JS over the heap's view (about 50 against 115 to 240 ns for an
@@ -8,6 +8,7 @@ import { assemble, type AsmModule } from './wasm-asm.js';
  * tables one after another, after a header (RUN_HEADER). One function serves both searches:
  * where a pattern can start is a run of one class.
  */
+
 /**
  * Before the tables, RUN_HEADER bytes: how many bytes the first class holds when they are four
  * or fewer (else 0), then those bytes (the first repeated to fill four). Such a class, the

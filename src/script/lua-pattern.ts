@@ -161,7 +161,9 @@ export class PatternMatcher {
       if (dir) {
         const h = native.heap();
         h.fill(0, dir, dir + QUICK_DIR_SIZE);
-        for (let i = 0; i < QUICK_DIR.entries; i++) new DataView(h.buffer, h.byteOffset).setInt32(dir + i * QUICK_DIR.entrySize + QUICK_DIR.len, -1, true);
+        // Every slot empty: a length no pattern has.
+        const view = new DataView(h.buffer, h.byteOffset);
+        for (let i = 0; i < QUICK_DIR.entries; i++) view.setInt32(dir + i * QUICK_DIR.entrySize + QUICK_DIR.len, -1, true);
         this.quickDir = dir;
       }
     }

@@ -2,12 +2,12 @@ import { name, section, sleb, uleb, vec } from '../util/wasm-encoding.js';
 
 /**
  * A small assembler for the few wasm functions the script host writes itself (the per-state
- * allocator of lua-vm.ts, the count stop of count-hook-patch.ts): bodies in the linear form of
- * the WebAssembly text format, one instruction per line, `;;` comments. Enough of the language
- * for that code and no more: i32, i64 and v128 locals, globals, void blocks, loops and ifs with optional
- * `$labels`, calls by `$name`, and the integer, memory, control and few SIMD instructions
- * listed below. An unknown instruction, local, global, label or function is an error naming the
- * function and line.
+ * allocator, the count stop, the line table, the class scans, the quick find): bodies in the
+ * linear form of the WebAssembly text format, one instruction per line, `;;` comments. Enough
+ * of the language for that code and no more: i32, i64 and v128 locals, globals, void blocks,
+ * loops and ifs with optional `$labels`, calls by `$name`, and the integer, memory, control
+ * and few SIMD instructions listed below. An unknown instruction, local, global, label or
+ * function is an error naming the function and line.
  */
 
 type ValType = 'i32' | 'i64' | 'v128';
