@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,6 +19,11 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const KILLS = Number(process.env.MOONPOST_CRASH_KILLS ?? 22);
 const SEED = Number(process.env.MOONPOST_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const LOCAL = 'localhost';
+const REWRITE_SCRIPT = `function ProcessMessage(mailfrom, subject, recipients, actions, structure, size, attachments)
+  actions.HeaderModifiers = { "X-Crash-Size: " .. size }
+  return actions
+end
+`;
 const REMOTE = 'remote.test';
 
 test(`crash safety: ${KILLS} SIGKILLs under load, no acknowledged message lost (seed ${SEED})`, { timeout: 60_000 + KILLS * 5_000 }, () => crashRun(0));
@@ -48,8 +53,14 @@ async function crashRun(workers: number): Promise<void> {
     delivery: { runIntervalSeconds: 1, retry: { firstRetry: 1, maxInterval: 2 } },
     limits: { timeouts: { shutdown: 5 } },
     log: { level: 'warn' },
+    scripts: { dir: join(dir, 'scripts') },
     ...(workers ? { workers } : {}),
   };
+  // Every message gets a header from ProcessMessage: the stored file is rewritten in place
+  // before the 250 (header-rewrite.ts), so kills land in rewrites too, and a copy without the
+  // header, or damaged by a rewrite, counts as damaged.
+  await mkdir(join(dir, 'scripts'));
+  await writeFile(join(dir, 'scripts', 'SMTPSVR.LUA'), REWRITE_SCRIPT);
   await writeFile(configFile, JSON.stringify(config, null, 2));
   const server = new ServerProcess(configFile, port);
   const tag = SEED.toString(36);
@@ -112,10 +123,14 @@ async function crashRun(workers: number): Promise<void> {
     await sink.settle();
 
     const leftovers = await readdir(join(dataDir, 'queue'));
-    const found = await census(tag, [
-      { mailRoot: join(dataDir, 'mail'), domain: LOCAL },
-      { mailRoot: join(sink.dataDir, 'mail'), domain: REMOTE },
-    ]);
+    const found = await census(
+      tag,
+      [
+        { mailRoot: join(dataDir, 'mail'), domain: LOCAL },
+        { mailRoot: join(sink.dataDir, 'mail'), domain: REMOTE },
+      ],
+      /^X-Crash-Size: \d+\r$/m,
+    );
     const n = tally(load.sent, found, REMOTE);
     const summary =
       `crash safety (seed ${SEED}): ${kills} kills (+${recoveryKills} during recovery${workers ? `, +${workerKills} of one worker; workers: ${workers}` : ''}), ${server.starts} starts, load ${loadMs} ms, total ${Date.now() - t0} ms; ` +

@@ -289,8 +289,11 @@ export interface Census {
   files: number;
 }
 
-/** Reads every Maildir file under `<mailRoot>/<domain>/<user>/{new,cur}` for the given domains. */
-export async function census(tag: string, roots: { mailRoot: string; domain: string }[]): Promise<Census> {
+/**
+ * Reads every Maildir file under `<mailRoot>/<domain>/<user>/{new,cur}` for the given domains;
+ * a copy of ours without `header` (when given) counts as damaged.
+ */
+export async function census(tag: string, roots: { mailRoot: string; domain: string }[], header?: RegExp): Promise<Census> {
   const out: Census = { copies: new Map(), damaged: [], foreign: [], files: 0 };
   const idRe = new RegExp(`^Message-ID: <crash-(\\d+)\\.${tag}@load\\.test>\\r$`, 'm');
   for (const { mailRoot, domain } of roots) {
@@ -309,7 +312,7 @@ export async function census(tag: string, roots: { mailRoot: string; domain: str
             continue;
           }
           const seq = Number(m[1]);
-          if (!text.endsWith(`\r\n${endLine(seq)}\r\n`)) out.damaged.push(path);
+          if (!text.endsWith(`\r\n${endLine(seq)}\r\n`) || (header && !header.test(text))) out.damaged.push(path);
           const mailbox = `${domain}/${user}`;
           const per = out.copies.get(seq) ?? new Map<string, number>();
           per.set(mailbox, (per.get(mailbox) ?? 0) + 1);
