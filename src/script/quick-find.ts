@@ -135,6 +135,32 @@ function body(find: boolean, dir: number): string {
             i32.const 0
             local.set $j
             block $differ
+              ;; Four bytes at a time while four are left, then byte by byte.
+              block $tail
+                loop $word
+                  local.get $j
+                  i32.const 4
+                  i32.add
+                  local.get $lp
+                  i32.gt_u
+                  br_if $tail
+                  local.get $t
+                  local.get $j
+                  i32.add
+                  i32.load
+                  local.get $p
+                  local.get $j
+                  i32.add
+                  i32.load
+                  i32.ne
+                  br_if $differ
+                  local.get $j
+                  i32.const 4
+                  i32.add
+                  local.set $j
+                  br $word
+                end
+              end
               loop $byte
                 local.get $j
                 local.get $lp
