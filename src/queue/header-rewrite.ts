@@ -3,8 +3,11 @@ import { open, type FileHandle } from 'node:fs/promises';
 const MAX_HEADER = 1024 * 1024;
 /** The first read: the kept prefix and a header of usual size, with the start of the body. */
 const FIRST_READ = 64 * 1024;
-/** Copy buffers: room for the kept prefix and the largest header, then the body in pieces. */
-const BUFFER_SIZE = MAX_HEADER + 64 * 1024;
+/**
+ * Copy buffers, pooled: room for the first read, then the body moved in pieces. A header that
+ * does not end within the first read is read on into a buffer of its own, up to MAX_HEADER.
+ */
+const BUFFER_SIZE = 256 * 1024;
 const POOL_MAX = 32;
 const pool: Buffer[] = [];
 const BLANK_LINE = Buffer.from('\r\n\r\n');
@@ -48,21 +51,24 @@ async function readUpTo(src: FileHandle, buf: Buffer, at: number, to: number, po
  */
 export async function rewriteHeader(path: string, modifiers: string[], keep: number, fsync: boolean): Promise<void> {
   const fh = await open(path, 'r+');
-  const buf = keep + MAX_HEADER > BUFFER_SIZE ? Buffer.allocUnsafe(keep + MAX_HEADER) : takeBuffer();
+  const buf = keep + FIRST_READ > BUFFER_SIZE ? Buffer.allocUnsafe(keep + FIRST_READ) : takeBuffer();
   try {
     // The prefix and the header, read in one piece when the header is of usual size.
     const limit = keep + MAX_HEADER;
-    let got = await readUpTo(fh, buf, 0, Math.min(limit, keep + FIRST_READ));
-    let end = buf.subarray(0, got).indexOf(BLANK_LINE, keep);
+    let head = buf;
+    let got = await readUpTo(fh, head, 0, keep + FIRST_READ);
+    let end = head.subarray(0, got).indexOf(BLANK_LINE, keep);
     if (end < 0 && got === keep + FIRST_READ) {
+      head = Buffer.allocUnsafe(limit);
+      buf.copy(head, 0, 0, got);
       const before = got;
-      got = await readUpTo(fh, buf, got, limit);
-      end = buf.subarray(0, got).indexOf(BLANK_LINE, Math.max(keep, before - 3));
+      got = await readUpTo(fh, head, got, limit);
+      end = head.subarray(0, got).indexOf(BLANK_LINE, Math.max(keep, before - 3));
     }
     const headStart = Math.min(keep, got);
     // No blank line within reach: the whole read part is header (a header-only message).
     const bodyStart = end < 0 ? got : end + 2;
-    const header = buf.subarray(headStart, bodyStart);
+    const header = head.subarray(headStart, bodyStart);
     // The header is worked on as bytes (one character each), so the modifiers, which are text,
     // go in as their UTF-8 bytes: both come out as they were.
     const asBytes = modifiers.map((m) => Buffer.from(m, 'utf8').toString('latin1'));
