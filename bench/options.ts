@@ -24,7 +24,7 @@ export interface Options {
 }
 
 /** The servers of the peer table, in table order. */
-export const SERVER_IDS = ['sink', 'postfix', 'haraka-1', 'haraka-2', 'haraka-2-maildir', 'moonpost-1', 'moonpost-1-hooks', 'moonpost-2', 'moonpost-2-hooks'] as const;
+export const SERVER_IDS = ['sink', 'postfix', 'haraka-1', 'haraka-2', 'haraka-2-maildir', 'moonpost-1', 'moonpost-1-hooks', 'moonpost-2', 'moonpost-2-hooks', 'moonpost-2-hooks-nofsync'] as const;
 export type ServerId = (typeof SERVER_IDS)[number];
 
 const BASE: Scenario[] = [

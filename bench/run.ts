@@ -32,7 +32,8 @@
  *   BENCH_REPS=1          --reps 1        repetitions per server and scenario (default 3; median reported)
  *   BENCH_ONLY=a,c        --only a,c      run only these scenarios (a, b, c, d, e, f, g, h)
  *   BENCH_SERVERS=postfix,moonpost-1  --servers ...  rows of the peer table to run (default all:
- *                         sink, postfix, haraka-1, haraka-2, haraka-2-maildir, moonpost-1, moonpost-1-hooks, moonpost-2, moonpost-2-hooks)
+ *                         sink, postfix, haraka-1, haraka-2, haraka-2-maildir, moonpost-1, moonpost-1-hooks, moonpost-2, moonpost-2-hooks,
+ *                         moonpost-2-hooks-nofsync)
  *   BENCH_NO_POSTFIX=1    --no-postfix    no Postfix (peer table and relay)
  *   BENCH_NO_HARAKA=1     --no-haraka     no Haraka (and no install)
  *   BENCH_NO_WARMUP=1     --no-warmup     skip the unmeasured warm-up run per server
@@ -105,6 +106,7 @@ function targetsSection(trials: Trial[]): Section {
     cmp(`${sc}) workers: 2 + all hooks >= 1.5× Postfix`, sc, 'moonpost-2-hooks', 'postfix', 1.5);
     cmp(`${sc}) workers: 2 + all hooks >= Haraka nodes=2`, sc, 'moonpost-2-hooks', 'haraka-2', 1);
     cmp(`${sc}) the same against Haraka nodes=2 + Maildir (both durable)`, sc, 'moonpost-2-hooks', 'haraka-2-maildir', 1);
+    cmp(`${sc}) the same without fsync against Haraka nodes=2 (neither durable)`, sc, 'moonpost-2-hooks-nofsync', 'haraka-2', 1);
     cmp(`${sc}) 1 process, no script >= Postfix`, sc, 'moonpost-1', 'postfix', 1);
   }
   cmp('c) workers: 2 + all hooks >= Postfix', 'c', 'moonpost-2-hooks', 'postfix', 1);
