@@ -27,6 +27,11 @@ export function runHeader(first: Uint8Array): Uint8Array {
   return h;
 }
 
+/** The first class's bytes, each in all 16 lanes of $v0..$v3, from the header at $h. */
+const SPLATS = [0, 1, 2, 3].map((i) => `      local.get $h\n      i32.load8_u offset=${4 + i}\n      i8x16.splat\n      local.set $v${i}`).join('\n');
+/** Lanes of $x equal to any of them. */
+const MATCHES = [0, 1, 2, 3].map((i) => `          local.get $x\n          local.get $v${i}\n          i8x16.eq${i ? '\n          v128.or' : ''}`).join('\n');
+
 const MODULE: AsmModule = {
   memory: ['e', 'm'],
   imports: [],
@@ -98,22 +103,7 @@ const MODULE: AsmModule = {
     local.tee $h
     i32.load
     if
-      local.get $h
-      i32.load8_u offset=4
-      i8x16.splat
-      local.set $v0
-      local.get $h
-      i32.load8_u offset=5
-      i8x16.splat
-      local.set $v1
-      local.get $h
-      i32.load8_u offset=6
-      i8x16.splat
-      local.set $v2
-      local.get $h
-      i32.load8_u offset=7
-      i8x16.splat
-      local.set $v3
+${SPLATS}
       block $tail
         loop $wide
           local.get $s
@@ -124,21 +114,8 @@ const MODULE: AsmModule = {
           br_if $tail
           local.get $s
           v128.load
-          local.tee $x
-          local.get $v0
-          i8x16.eq
-          local.get $x
-          local.get $v1
-          i8x16.eq
-          v128.or
-          local.get $x
-          local.get $v2
-          i8x16.eq
-          v128.or
-          local.get $x
-          local.get $v3
-          i8x16.eq
-          v128.or
+          local.set $x
+${MATCHES}
           i8x16.bitmask
           local.set $mask
           block $chunk

@@ -11,7 +11,7 @@ test('a young-generation collection follows every YOUNG_GC_EVERY bytes read, whe
   };
   try {
     // A fresh instance of the module (another URL), which takes gc as it loads.
-    const fresh = '../../src/util/young-gc.js?stubbed';
+    const fresh = '../../src/util/young-gc.js?with-gc';
     const { noteBytesRead, YOUNG_GC_EVERY } = (await import(fresh)) as typeof import('../../src/util/young-gc.js');
     noteBytesRead(YOUNG_GC_EVERY - 1);
     assert.equal(calls.length, 0);
