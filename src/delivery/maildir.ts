@@ -1,7 +1,9 @@
-import { copyFile, link, mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { linkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { syncPath, type DirSyncers } from '../util/fsync.js';
+import type { DirSyncers } from '../util/fsync.js';
+import { syncPath } from '../util/file-ops.js';
 import { QUEUE_ID_SUFFIX } from '../queue/spool.js';
 
 /** How long a `cur/` listing serves recovered messages (see MaildirDelivery.listings). */
@@ -103,14 +105,14 @@ export class MaildirDelivery {
       }
       const target = join(dir, 'new', name);
       try {
-        await linkOnce(sourcePath, target);
+        linkOnce(sourcePath, target);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw err;
         const tmp = join(dir, 'tmp', name);
         await copyFile(sourcePath, tmp);
         if (this.fsync) await syncPath(tmp);
-        await linkOnce(tmp, target);
+        linkOnce(tmp, target);
         await unlink(tmp);
       }
       if (this.fsync) await this.syncers.sync(join(dir, 'new'));
@@ -122,10 +124,13 @@ export class MaildirDelivery {
   }
 }
 
-/** A link whose name is taken already is the same message delivered before: done. */
-async function linkOnce(from: string, to: string): Promise<void> {
+/**
+ * A link whose name is taken already is the same message delivered before: done. Made on the
+ * event loop (see util/file-ops.ts).
+ */
+function linkOnce(from: string, to: string): void {
   try {
-    await link(from, to);
+    linkSync(from, to);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }

@@ -1,4 +1,5 @@
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { closeSync, openSync, unlinkSync } from 'node:fs';
+import { fsyncFd, writeAll, writeAllNow, WRITE_ON_LOOP_MAX } from '../util/file-ops.js';
 
 const FLUSH_AT = 256 * 1024;
 const PAUSE_AT = 4 * 1024 * 1024;
@@ -6,11 +7,12 @@ const PAUSE_AT = 4 * 1024 * 1024;
 /**
  * Writes a message file as it arrives: small pieces are gathered and written with writev, so a
  * 5 KB message costs one write and a 1 GB message never sits in memory. `write` returns false
- * when the caller should stop reading until `onDrain` fires.
+ * when the caller should stop reading until `onDrain` fires. Opening, closing, removing and the
+ * last write of a small message are done on the event loop, the rest through the thread pool
+ * (util/file-ops.ts).
  */
 export class MessageWriter {
-  private fh: FileHandle | null = null;
-  private opening: Promise<void>;
+  private fd = -1;
   private pending: Buffer[] = [];
   private pendingLen = 0;
   private inflight: Promise<void> = Promise.resolve();
@@ -22,15 +24,12 @@ export class MessageWriter {
   private created = false;
 
   constructor(readonly path: string) {
-    this.opening = open(path, 'wx', 0o600).then(
-      (fh) => {
-        this.fh = fh;
-        this.created = true;
-      },
-      (err: Error) => {
-        this.error = err;
-      },
-    );
+    try {
+      this.fd = openSync(path, 'wx', 0o600);
+      this.created = true;
+    } catch (err) {
+      this.error = err as Error;
+    }
   }
 
   write(bufs: Buffer[]): boolean {
@@ -53,14 +52,24 @@ export class MessageWriter {
     const len = this.pendingLen;
     this.pending = [];
     this.pendingLen = 0;
-    this.inflightLen += len;
-    this.inflight = this.inflight.then(async () => {
-      await this.opening;
-      if (this.error || !this.fh) return;
+    if (this.error) return;
+    // Nothing in the pool to keep order with: a small rest is written at once.
+    if (!this.inflightLen && len <= WRITE_ON_LOOP_MAX) {
       try {
-        await writeAll(this.fh, bufs);
+        writeAllNow(this.fd, bufs);
       } catch (err) {
         this.error = err as Error;
+      }
+      return;
+    }
+    this.inflightLen += len;
+    this.inflight = this.inflight.then(async () => {
+      if (!this.error) {
+        try {
+          await writeAll(this.fd, bufs);
+        } catch (err) {
+          this.error = err as Error;
+        }
       }
       this.inflightLen -= len;
       if (this.inflightLen + this.pendingLen < PAUSE_AT / 2) {
@@ -78,22 +87,18 @@ export class MessageWriter {
   async flushed(): Promise<void> {
     this.flush();
     await this.inflight;
-    await this.opening;
     if (this.error) throw this.error;
   }
 
   /** Writes what remains, fsyncs (when asked) and closes. Throws the first write error. */
   async finish(fsync: boolean): Promise<void> {
-    this.flush();
-    await this.inflight;
-    await this.opening;
-    if (this.error) throw this.error;
-    const fh = this.fh!;
-    this.fh = null;
+    await this.flushed();
+    const fd = this.fd;
+    this.fd = -1;
     try {
-      if (fsync) await fh.sync();
+      if (fsync) await fsyncFd(fd);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
 
@@ -101,28 +106,28 @@ export class MessageWriter {
   async abort(): Promise<void> {
     this.pending = [];
     this.pendingLen = 0;
-    await this.inflight.catch(() => undefined);
-    await this.opening;
-    const fh = this.fh;
-    this.fh = null;
+    await this.inflight;
+    if (this.fd >= 0) closeQuietly(this.fd);
+    this.fd = -1;
     // Only a file this writer created is ours to remove: when the exclusive open failed, the
     // name belongs to someone else.
-    if (fh) await fh.close().catch(() => undefined);
-    if (this.created) await unlink(this.path).catch(() => undefined);
+    if (this.created) {
+      try {
+        unlinkSync(this.path);
+      } catch {
+        // Gone already.
+      }
+    }
     const w = this.drainWaiters;
     this.drainWaiters = [];
     for (const cb of w) cb();
   }
 }
 
-async function writeAll(fh: FileHandle, bufs: Buffer[]): Promise<void> {
-  let rest = bufs;
-  while (rest.length) {
-    const { bytesWritten } = await fh.writev(rest);
-    let n = bytesWritten;
-    let i = 0;
-    while (i < rest.length && n >= rest[i].length) n -= rest[i++].length;
-    rest = rest.slice(i);
-    if (n > 0 && rest.length) rest[0] = rest[0].subarray(n);
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Closed is closed.
   }
 }

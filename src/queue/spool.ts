@@ -1,10 +1,11 @@
-import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rm, unlink } from 'node:fs/promises';
+import { closeSync, openSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Envelope } from './envelope.js';
 import { MessageWriter } from './message-writer.js';
 import { DirSyncer } from '../util/fsync.js';
+import { fsyncFd, writeAllNow } from '../util/file-ops.js';
 
 let counter = 0;
 const nodeTag = randomBytes(2).toString('hex');
@@ -89,16 +90,23 @@ export class Spool {
     await this.commitEnvelope(env);
   }
 
-  /** Commits a message whose file is already complete and durable (rewritten, or a copy). */
+  /**
+   * Commits a message whose file is already complete and durable (rewritten, or a copy). The
+   * small steps run on the event loop, the fsyncs through the pool (util/file-ops.ts).
+   */
   async commitEnvelope(env: Envelope): Promise<void> {
     const spare = this.spares.pop();
     if (spare === undefined) await this.writeEnvelope(this.envPath(env.id), 'wx', env);
     else {
       try {
         await this.writeEnvelope(spare, 'w', env);
-        await rename(spare, this.envPath(env.id));
+        renameSync(spare, this.envPath(env.id));
       } catch (err) {
-        await unlink(spare).catch(() => undefined);
+        try {
+          unlinkSync(spare);
+        } catch {
+          // Gone already.
+        }
         throw err;
       }
     }
@@ -106,12 +114,12 @@ export class Spool {
   }
 
   private async writeEnvelope(path: string, flags: 'w' | 'wx', env: Envelope): Promise<void> {
-    const fh = await open(path, flags, 0o600);
+    const fd = openSync(path, flags, 0o600);
     try {
-      await fh.writeFile(JSON.stringify(env) + '\n');
-      if (this.fsync) await fh.sync();
+      writeAllNow(fd, [Buffer.from(JSON.stringify(env) + '\n')]);
+      if (this.fsync) await fsyncFd(fd);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
 
@@ -147,17 +155,21 @@ export class Spool {
   async update(env: Envelope): Promise<void> {
     const tmp = `${this.envPath(env.id)}.tmp`;
     await this.writeEnvelope(tmp, 'w', env);
-    await rename(tmp, this.envPath(env.id));
+    renameSync(tmp, this.envPath(env.id));
   }
 
-  /** Removes a settled message: envelope first, so a crash leaves at worst an orphan file. */
+  /** Removes a settled message: envelope first, so a crash leaves at worst an orphan file. On the event loop. */
   async remove(id: string): Promise<void> {
     if (this.spares.length < POOL_MAX) {
       const spare = join(this.spareDir, `${nodeTag}-${(this.spareCount++).toString(36)}`);
-      await rename(this.envPath(id), spare);
+      renameSync(this.envPath(id), spare);
       this.spares.push(spare);
-    } else await unlink(this.envPath(id));
-    await unlink(this.messagePath(id)).catch(() => undefined);
+    } else unlinkSync(this.envPath(id));
+    try {
+      unlinkSync(this.messagePath(id));
+    } catch {
+      // Removed before (a delivery that ended twice) or never there.
+    }
   }
 
   async read(id: string): Promise<Envelope> {

@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { syncPath } from './file-ops.js';
 
 /**
  * fsyncs a folder so that renames and new names in it are durable. Callers that arrive while a
@@ -29,15 +29,6 @@ export class DirSyncer {
       });
     }
     return this.next;
-  }
-}
-
-export async function syncPath(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }
 
