@@ -17,7 +17,7 @@ export function fsyncFd(fd: number): Promise<void> {
 }
 
 /** What is left of `bufs` after `n` bytes of them were written. */
-function after(bufs: Buffer[], n: number): Buffer[] {
+export function after(bufs: Buffer[], n: number): Buffer[] {
   let i = 0;
   while (i < bufs.length && n >= bufs[i].length) n -= bufs[i++].length;
   const rest = bufs.slice(i);
