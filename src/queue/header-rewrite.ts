@@ -1,4 +1,5 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { fileIo, fsyncFd, WRITE_ON_LOOP_MAX, type FileIo } from '../util/file-ops.js';
 
 const MAX_HEADER = 1024 * 1024;
 /** The first read: the kept prefix and a header of usual size, with the start of the body. */
@@ -25,9 +26,9 @@ function giveBack(b: Buffer): void {
  * Reads into buf[at, to) from file offset `position` (by default `at`) until `to` or the end of
  * the file; returns where the read part ends in buf.
  */
-async function readUpTo(src: FileHandle, buf: Buffer, at: number, to: number, position = at): Promise<number> {
+async function readUpTo(src: FileIo, buf: Buffer, at: number, to: number, position = at): Promise<number> {
   for (let pos = position; at < to; ) {
-    const { bytesRead } = await src.read(buf, at, to - at, pos);
+    const bytesRead = await src.read(buf, at, to - at, pos);
     if (!bytesRead) break;
     at += bytesRead;
     pos += bytesRead;
@@ -50,9 +51,12 @@ async function readUpTo(src: FileHandle, buf: Buffer, at: number, to: number, po
  * recovery removes (spool.ts).
  */
 export async function rewriteHeader(path: string, modifiers: string[], keep: number, fsync: boolean): Promise<void> {
-  const fh = await open(path, 'r+');
+  const fd = openSync(path, 'r+');
   const buf = keep + FIRST_READ > BUFFER_SIZE ? Buffer.allocUnsafe(keep + FIRST_READ) : takeBuffer();
   try {
+    const size = fstatSync(fd).size;
+    // A small file is rewritten on the event loop (util/file-ops.ts).
+    const fh = fileIo(fd, size <= WRITE_ON_LOOP_MAX);
     // The prefix and the header, read in one piece when the header is of usual size.
     const limit = keep + MAX_HEADER;
     let head = buf;
@@ -74,18 +78,17 @@ export async function rewriteHeader(path: string, modifiers: string[], keep: num
     const asBytes = modifiers.map((m) => Buffer.from(m, 'utf8').toString('latin1'));
     const edited = Buffer.from(applyModifiers(header.toString('latin1'), asBytes), 'latin1');
     const delta = edited.length - header.length;
-    if (delta !== 0) await moveTail(fh, buf, bodyStart, delta);
+    if (delta !== 0) await moveTail(fh, buf, bodyStart, size, delta);
     await writeFully(fh, edited, edited.length, headStart);
-    if (fsync) await fh.sync();
+    if (fsync) await fsyncFd(fd);
   } finally {
     if (buf.length === BUFFER_SIZE) giveBack(buf);
-    await fh.close();
+    closeSync(fd);
   }
 }
 
-/** Moves the file's bytes from `from` to its end by `delta`, growing or shrinking the file. */
-async function moveTail(fh: FileHandle, buf: Buffer, from: number, delta: number): Promise<void> {
-  const size = (await fh.stat()).size;
+/** Moves the file's bytes from `from` to its end (`size`) by `delta`, growing or shrinking the file. */
+async function moveTail(fh: FileIo, buf: Buffer, from: number, size: number, delta: number): Promise<void> {
   if (delta > 0) {
     // Growing: from the end back, so nothing is overwritten before it is read.
     for (let end = size; end > from; ) {
@@ -105,13 +108,13 @@ async function moveTail(fh: FileHandle, buf: Buffer, from: number, delta: number
   await fh.truncate(size + delta);
 }
 
-async function readFully(fh: FileHandle, buf: Buffer, n: number, position: number): Promise<void> {
+async function readFully(fh: FileIo, buf: Buffer, n: number, position: number): Promise<void> {
   if ((await readUpTo(fh, buf, 0, n, position)) < n) throw new Error(`header rewrite: the file ended before offset ${position + n}`);
 }
 
-async function writeFully(fh: FileHandle, buf: Buffer, n: number, position: number): Promise<void> {
+async function writeFully(fh: FileIo, buf: Buffer, n: number, position: number): Promise<void> {
   for (let done = 0; done < n; ) {
-    const { bytesWritten } = await fh.write(buf, done, n - done, position + done);
+    const bytesWritten = await fh.write(buf, done, n - done, position + done);
     done += bytesWritten;
   }
 }

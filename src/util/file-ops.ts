@@ -1,4 +1,4 @@
-import { closeSync, fsync, openSync, writev, writevSync } from 'node:fs';
+import { closeSync, fsync, ftruncate, ftruncateSync, openSync, read, readSync, write, writeSync, writev, writevSync } from 'node:fs';
 
 /**
  * File steps of the mail path that run on the event loop. A round trip through libuv's thread
@@ -46,4 +46,32 @@ export async function syncPath(path: string): Promise<void> {
   } finally {
     closeSync(fd);
   }
+}
+
+/** Positional reads and writes of one open file. */
+export interface FileIo {
+  read(buf: Buffer, at: number, len: number, position: number): Promise<number>;
+  write(buf: Buffer, at: number, len: number, position: number): Promise<number>;
+  truncate(len: number): Promise<void>;
+}
+
+const callback =
+  <T>(resolve: (v: T) => void, reject: (e: Error) => void) =>
+  (err: Error | null, v: T): void =>
+    err ? reject(err) : resolve(v);
+
+/** FileIo on the event loop (a small file, `onLoop`) or through the pool. */
+export function fileIo(fd: number, onLoop: boolean): FileIo {
+  if (onLoop) {
+    return {
+      read: async (buf, at, len, position) => readSync(fd, buf, at, len, position),
+      write: async (buf, at, len, position) => writeSync(fd, buf, at, len, position),
+      truncate: async (len) => ftruncateSync(fd, len),
+    };
+  }
+  return {
+    read: (buf, at, len, position) => new Promise((resolve, reject) => read(fd, buf, at, len, position, callback(resolve, reject))),
+    write: (buf, at, len, position) => new Promise((resolve, reject) => write(fd, buf, at, len, position, callback(resolve, reject))),
+    truncate: (len) => new Promise((resolve, reject) => ftruncate(fd, len, (err) => (err ? reject(err) : resolve()))),
+  };
 }
