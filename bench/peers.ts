@@ -244,6 +244,9 @@ async function runOne(ctx: BenchContext, s: Server, sc: Omit<Scenario, 'id' | 'l
   return { rate: ok ? (expected * 1000) / src.ms : null, result, mem, problem: problems.length > 0 ? problems.join('; ') : null };
 }
 
+/** Unmeasured messages each server gets before the first measured run. */
+const WARMUP_MESSAGES = 4_000;
+
 export async function runPeers(ctx: BenchContext, list: Scenario[]): Promise<PeerResults> {
   const { opts } = ctx;
   const ids = selectedServers(opts);
@@ -274,7 +277,9 @@ export async function runPeers(ctx: BenchContext, list: Scenario[]): Promise<Pee
   const problems: string[] = [];
   if (opts.warmup) {
     for (const s of running) {
-      const r = await runOne(ctx, s, { messages: 500, sessions: 20, bytes: 5120, reuse: false }, false);
+      // Long enough for each process's compilers to settle: a fresh moonpost spends a quarter of
+      // its first second compiling, and about nothing after some 4,000 messages.
+      const r = await runOne(ctx, s, { messages: WARMUP_MESSAGES, sessions: 20, bytes: 5120, reuse: false }, false);
       log(`bench: warm-up ${s.label}: ${fmt(r.rate)} msg/s${r.problem ? ` (${r.problem})` : ''}`);
     }
   }
