@@ -1,5 +1,5 @@
-import { closeSync, openSync, unlinkSync } from 'node:fs';
-import { fsyncFd, writeAll, writeAllNow, WRITE_ON_LOOP_MAX } from '../util/file-ops.js';
+import { closeSync, openSync } from 'node:fs';
+import { fsyncFd, unlinkQuietly, writeAll, writeAllNow, WRITE_ON_LOOP_MAX } from '../util/file-ops.js';
 
 const FLUSH_AT = 256 * 1024;
 const PAUSE_AT = 4 * 1024 * 1024;
@@ -111,13 +111,7 @@ export class MessageWriter {
     this.fd = -1;
     // Only a file this writer created is ours to remove: when the exclusive open failed, the
     // name belongs to someone else.
-    if (this.created) {
-      try {
-        unlinkSync(this.path);
-      } catch {
-        // Gone already.
-      }
-    }
+    if (this.created) unlinkQuietly(this.path);
     const w = this.drainWaiters;
     this.drainWaiters = [];
     for (const cb of w) cb();

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { Envelope } from './envelope.js';
 import { MessageWriter } from './message-writer.js';
 import { DirSyncer } from '../util/fsync.js';
-import { fsyncFd, writeAllNow } from '../util/file-ops.js';
+import { fsyncFd, unlinkQuietly, writeAllNow } from '../util/file-ops.js';
 
 let counter = 0;
 const nodeTag = randomBytes(2).toString('hex');
@@ -102,11 +102,7 @@ export class Spool {
         await this.writeEnvelope(spare, 'w', env);
         renameSync(spare, this.envPath(env.id));
       } catch (err) {
-        try {
-          unlinkSync(spare);
-        } catch {
-          // Gone already.
-        }
+        unlinkQuietly(spare);
         throw err;
       }
     }
@@ -165,11 +161,8 @@ export class Spool {
       renameSync(this.envPath(id), spare);
       this.spares.push(spare);
     } else unlinkSync(this.envPath(id));
-    try {
-      unlinkSync(this.messagePath(id));
-    } catch {
-      // Removed before (a delivery that ended twice) or never there.
-    }
+    // Removed before (a delivery that ended twice) or never there: nothing to do.
+    unlinkQuietly(this.messagePath(id));
   }
 
   async read(id: string): Promise<Envelope> {

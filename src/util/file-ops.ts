@@ -1,4 +1,4 @@
-import { closeSync, fsync, ftruncate, ftruncateSync, openSync, read, readSync, write, writeSync, writev, writevSync } from 'node:fs';
+import { closeSync, fsync, ftruncate, ftruncateSync, openSync, read, readSync, write, writeSync, unlinkSync, writev, writevSync } from 'node:fs';
 
 /**
  * File steps of the mail path that run on the event loop. A round trip through libuv's thread
@@ -74,4 +74,13 @@ export function fileIo(fd: number, onLoop: boolean): FileIo {
     write: (buf, at, len, position) => new Promise((resolve, reject) => write(fd, buf, at, len, position, callback(resolve, reject))),
     truncate: (len) => new Promise((resolve, reject) => ftruncate(fd, len, (err) => (err ? reject(err) : resolve()))),
   };
+}
+
+/** Removes a file that may be gone already (errors are ignored, as nothing waits on it). */
+export function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Gone already, or not ours to remove.
+  }
 }
