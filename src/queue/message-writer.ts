@@ -36,8 +36,8 @@ export class MessageWriter {
     for (const b of bufs) {
       this.pending.push(b);
       this.pendingLen += b.length;
+      this.bytes += b.length;
     }
-    this.bytes += bufs.reduce((n, b) => n + b.length, 0);
     if (this.pendingLen >= FLUSH_AT) this.flush();
     return this.inflightLen + this.pendingLen < PAUSE_AT;
   }

@@ -1,4 +1,4 @@
-import { closeSync, fsync, ftruncate, ftruncateSync, openSync, read, readSync, write, writeSync, unlinkSync, writev, writevSync } from 'node:fs';
+import { closeSync, fsync, ftruncate, ftruncateSync, openSync, read, readSync, unlinkSync, write, writeSync, writev, writevSync } from 'node:fs';
 
 /**
  * File steps of the mail path that run on the event loop. A round trip through libuv's thread
@@ -15,6 +15,12 @@ export const WRITE_ON_LOOP_MAX = 64 * 1024;
 export function fsyncFd(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
 }
+
+/** A node callback settling a promise. */
+const callback =
+  <T>(resolve: (v: T) => void, reject: (e: Error) => void) =>
+  (err: Error | null, v: T): void =>
+    err ? reject(err) : resolve(v);
 
 /** What is left of `bufs` after `n` bytes of them were written. */
 export function after(bufs: Buffer[], n: number): Buffer[] {
@@ -33,8 +39,7 @@ export function writeAllNow(fd: number, bufs: Buffer[]): void {
 /** Writes all of `bufs` at the file's current position through the pool. */
 export async function writeAll(fd: number, bufs: Buffer[]): Promise<void> {
   for (let rest = bufs; rest.length; ) {
-    const n = await new Promise<number>((resolve, reject) => writev(fd, rest, (err, written) => (err ? reject(err) : resolve(written))));
-    rest = after(rest, n);
+    rest = after(rest, await new Promise<number>((resolve, reject) => writev(fd, rest, callback(resolve, reject))));
   }
 }
 
@@ -54,11 +59,6 @@ export interface FileIo {
   write(buf: Buffer, at: number, len: number, position: number): Promise<number>;
   truncate(len: number): Promise<void>;
 }
-
-const callback =
-  <T>(resolve: (v: T) => void, reject: (e: Error) => void) =>
-  (err: Error | null, v: T): void =>
-    err ? reject(err) : resolve(v);
 
 /** FileIo on the event loop (a small file, `onLoop`) or through the pool. */
 export function fileIo(fd: number, onLoop: boolean): FileIo {
