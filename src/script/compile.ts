@@ -1,5 +1,6 @@
 import { basename } from 'node:path';
 import { LUA_OK, type LuaVm } from './lua-vm.js';
+import { globalUse, type GlobalUse } from './global-use.js';
 
 export interface CompiledScript {
   path: string;
@@ -8,6 +9,8 @@ export interface CompiledScript {
   source: Buffer;
   /** Precompiled bytecode with debug info, loaded by every new state of this version. */
   bytecode: Buffer;
+  /** The globals its code names (see global-use.ts); null when the bytecode could not be read. */
+  globals: GlobalUse | null;
   version: number;
 }
 
@@ -66,5 +69,5 @@ export function compileScript(vm: LuaVm, source: Buffer, path: string): Omit<Com
     // Lua says "SMTPSVR.LUA:3: ..."; report the path the administrator gave.
     return { error: msg.startsWith(`${basename(path)}:`) ? `${path}${msg.slice(basename(path).length)}` : `${path}: ${msg}` };
   }
-  return { path, chunkName, source, bytecode: r.bytecode };
+  return { path, chunkName, source, bytecode: r.bytecode, globals: globalUse(r.bytecode) };
 }

@@ -181,12 +181,12 @@ export class ScriptHost {
     const kept = this.vm && this.pool.take(script, this.vm);
     if (kept) {
       this.sessionLog.set(kept.state, log);
-      return new ScriptHooks(kept.state, policy, facts, this.budget, log, this.metrics, { made: kept.setup, release });
+      return new ScriptHooks(kept.state, policy, facts, this.budget, log, this.metrics, { made: kept.setup, release, globals: script.globals });
     }
     const region = this.pool.regionFor(script);
     const built = this.buildState(script, log, region);
     if (!built) return null;
-    const hooks = new ScriptHooks(built.state, policy, facts, this.budget, log, this.metrics, { release });
+    const hooks = new ScriptHooks(built.state, policy, facts, this.budget, log, this.metrics, { release, globals: script.globals });
     if (region > 0) this.pool.keep(built.state, script, hooks.setup, built.pure);
     return hooks;
   }

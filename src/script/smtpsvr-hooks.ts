@@ -14,6 +14,7 @@ import type { ScriptMetrics } from './metrics.js';
 import { vpop3Library, type MessageContext } from './vpop3-lib.js';
 import { LUA_MULTRET, LUA_REGISTRYINDEX } from './lua-vm.js';
 import { splitLines } from '../smtp/line-batcher.js';
+import type { GlobalUse } from './global-use.js';
 
 /** S6: the number 0 is false, any other number true. */
 export function luaBool(v: LuaValue): boolean {
@@ -338,6 +339,16 @@ export class ScriptHooks implements SessionHooks {
   private restored = false;
   /** Whether the globals were ever set: line callbacks skip the round trip only after that. */
   private synced = false;
+  /**
+   * What the script's code names (global-use.ts), when it reaches globals only by constant
+   * names: the facts and IN/OUT globals it never names are not pushed (`factUsed`,
+   * `policyUsed`; null: all are), and when it can change none of those the host sets or
+   * reads back (`quiet`), the readback after each callback is skipped.
+   */
+  private readonly factUsed: boolean[] | null = null;
+  private readonly policyUsed: boolean[] | null = null;
+  private readonly rblUsed: boolean = true;
+  private readonly quiet: boolean = false;
   /** Hook calls made so far, in order: the script test bench prints them. */
   trace: ((entry: { hook: string; args: LuaValue[]; result: CallResult; ms: number }) => void) | null = null;
 
@@ -355,10 +366,18 @@ export class ScriptHooks implements SessionHooks {
     private readonly budget: CallBudget,
     private readonly log: Logger,
     private readonly metrics: ScriptMetrics,
-    options: { made?: HooksSetup; release?: (state: LuaState) => void } = {},
+    options: { made?: HooksSetup; release?: (state: LuaState) => void; globals?: GlobalUse | null } = {},
   ) {
     this.release = options.release ?? ((s) => s.close());
     ({ helpers: this.helpers, defined: this.defined } = options.made ?? setUpHooks(state));
+    const use = options.globals;
+    if (use && !use.dynamic && this.helpers) {
+      this.factUsed = FACT_GLOBALS.map((g) => use.named.has(g));
+      this.policyUsed = POLICY_GLOBALS.map(([g]) => use.named.has(g));
+      this.rblUsed = use.named.has('RBLResultInfo');
+      // A list global (RBLServers) can change in place through any reference to it; RBLResultInfo too.
+      this.quiet = !this.rblUsed && !FACT_GLOBALS.some((g) => use.written.has(g)) && !POLICY_GLOBALS.some(([g], i) => use.written.has(g) || (LIST_SLOTS.has(i + 1) && use.named.has(g)));
+    }
     this.wantsLines = LINE_HOOKS.some((h) => this.defined.has(h));
     this.wantsAnalysis = ANALYSIS_HOOKS.some((h) => this.defined.has(h));
   }
@@ -399,24 +418,26 @@ export class ScriptHooks implements SessionHooks {
     m._lua_checkstack(L, 4 + 2 * (facts.length + POLICY_GLOBALS.length));
     m._lua_rawgeti(L, LUA_REGISTRYINDEX, this.helpers.syncin);
     // RBLResultInfo only when it is a new table; the helper restores the last one.
-    const newRbl = this.rblPushed !== f.rblResultInfo;
+    const newRbl = this.rblUsed && this.rblPushed !== f.rblResultInfo;
     if (newRbl) {
       state.push(f.rblResultInfo, 0);
       this.rblPushed = f.rblResultInfo;
     } else m._lua_pushnil(L);
     let n = 1;
+    const fu = this.factUsed;
     for (let i = 0; i < facts.length; i++) {
       const v = facts[i];
-      if (fp.length > i && fp[i] === v) continue;
+      if ((fp.length > i && fp[i] === v) || (fu && !fu[i])) continue;
       fp[i] = v;
       m._lua_pushinteger(L, BigInt(i + 1));
       state.push(v, 0);
       n += 2;
     }
     // IN/OUT globals only when they differ from what the script holds (see readBack).
+    const pu = this.policyUsed;
     for (let i = 0; i < POLICY_GLOBALS.length; i++) {
       const v = p[POLICY_GLOBALS[i][1]];
-      if (this.pushed[i] === v) continue;
+      if (this.pushed[i] === v || (pu && !pu[i])) continue;
       m._lua_pushinteger(L, BigInt(-(i + 1)));
       state.push(v, 0);
       this.pushed[i] = v;
@@ -480,14 +501,14 @@ export class ScriptHooks implements SessionHooks {
   private call(hook: string, args: LuaValue[], bytes = false, perLine = false): LuaValue[] | null {
     if (!this.has(hook)) return null;
     if (!perLine || !this.synced) this.setGlobals();
-    if (perLine) this.restored = false;
+    if (perLine && !this.quiet) this.restored = false;
     const t0 = performance.now();
     const r = this.state.call(hook, args, this.budget, bytes);
     const ms = performance.now() - t0;
     this.metrics.record(hook, r.kind, ms, 'message' in r ? r.message : undefined);
     this.trace?.({ hook, args, result: r, ms });
     if (r.kind === 'ok') {
-      if (!perLine) this.readBack();
+      if (!perLine && !this.quiet) this.readBack();
       return r.values;
     }
     if (r.kind === 'absent') return null;
@@ -650,7 +671,7 @@ export class ScriptHooks implements SessionHooks {
       }
     }
     if (!this.synced) this.setGlobals();
-    this.restored = false;
+    if (!this.quiet) this.restored = false;
     // The lines reach Lua as a table the VM makes from the staged block (line-table.ts).
     this.state.vm.stageLines(block, count);
     const t0 = performance.now();
