@@ -326,6 +326,8 @@ export class ScriptHooks implements SessionHooks {
   private rblPushed: SessionFacts['rblResultInfo'] | null = null;
   /** Fact values last given to syncin (FACT_GLOBALS order). */
   private readonly factsPushed: LuaValue[] = [];
+  /** setGlobals' list of what to push: i for fact i, -i for IN/OUT global i (1-based). */
+  private readonly changed: number[] = [];
   /**
    * Last values of the IN/OUT globals pushed (or read back unchanged), by POLICY_GLOBALS
    * index, so only changes cost a push; NOT_PUSHED where the script's value is unknown.
@@ -410,47 +412,46 @@ export class ScriptHooks implements SessionHooks {
       }
       return;
     }
-    // One call: the facts and IN/OUT globals that changed on the host's side, as pairs.
-    const state = this.state;
-    const m = state.vm.m;
-    const L = state.L;
+    // One call: the facts and IN/OUT globals that changed on the host's side, as pairs. What
+    // changed is found first, so a callback with nothing to sync makes no call into the VM.
     const fp = this.factsPushed;
-    m._lua_checkstack(L, 4 + 2 * (facts.length + POLICY_GLOBALS.length));
-    m._lua_rawgeti(L, LUA_REGISTRYINDEX, this.helpers.syncin);
     // RBLResultInfo only when it is a new table; the helper restores the last one.
     const newRbl = this.rblUsed && this.rblPushed !== f.rblResultInfo;
-    if (newRbl) {
-      state.push(f.rblResultInfo, 0);
-      this.rblPushed = f.rblResultInfo;
-    } else m._lua_pushnil(L);
-    let n = 1;
+    const changed = this.changed;
+    changed.length = 0;
     const fu = this.factUsed;
     for (let i = 0; i < facts.length; i++) {
       const v = facts[i];
       if ((fp.length > i && fp[i] === v) || (fu && !fu[i])) continue;
       fp[i] = v;
-      m._lua_pushinteger(L, BigInt(i + 1));
-      state.push(v, 0);
-      n += 2;
+      changed.push(i + 1);
     }
     // IN/OUT globals only when they differ from what the script holds (see readBack).
     const pu = this.policyUsed;
     for (let i = 0; i < POLICY_GLOBALS.length; i++) {
       const v = p[POLICY_GLOBALS[i][1]];
       if (this.pushed[i] === v || (pu && !pu[i])) continue;
-      m._lua_pushinteger(L, BigInt(-(i + 1)));
-      state.push(v, 0);
       this.pushed[i] = v;
-      n += 2;
+      changed.push(-(i + 1));
     }
     // Nothing changed on the host's side, and nothing of the script's to undo: no call.
-    if (n === 1 && !newRbl && this.restored) {
-      m._lua_settop(L, -3);
-      return;
+    if (changed.length === 0 && !newRbl && this.restored) return;
+    const state = this.state;
+    const m = state.vm.m;
+    const L = state.L;
+    m._lua_checkstack(L, 4 + 2 * changed.length);
+    m._lua_rawgeti(L, LUA_REGISTRYINDEX, this.helpers.syncin);
+    if (newRbl) {
+      state.push(f.rblResultInfo, 0);
+      this.rblPushed = f.rblResultInfo;
+    } else m._lua_pushnil(L);
+    for (const c of changed) {
+      m._lua_pushinteger(L, BigInt(c));
+      state.push(c > 0 ? facts[c - 1] : this.pushed[-c - 1] as LuaValue, 0);
     }
     this.restored = true;
     state.vm.disarmHook(L);
-    m._lua_callk(L, n, 0, 0, 0);
+    m._lua_callk(L, 1 + 2 * changed.length, 0, 0, 0);
   }
 
   private readBack(): void {
