@@ -13,7 +13,7 @@
  */
 
 /** Globals that hand a script the globals table or code compiled at run time. */
-const DYNAMIC_NAMES = new Set(['_G', '_ENV', 'load', 'loadstring', 'loadfile', 'dofile', 'require', 'module', 'getfenv', 'setfenv', 'debug', 'package', '__moonpost_source']);
+const DYNAMIC_NAMES = new Set(['_G', 'load', 'loadstring', 'loadfile', 'dofile', 'require', 'module', 'getfenv', 'setfenv', 'debug', 'package', '__moonpost_source']);
 
 export interface GlobalUse {
   /** Names indexed on _ENV, read or written. */

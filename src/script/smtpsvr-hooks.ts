@@ -343,12 +343,12 @@ export class ScriptHooks implements SessionHooks {
   private synced = false;
   /**
    * What the script's code names (global-use.ts), when it reaches globals only by constant
-   * names: the facts and IN/OUT globals it never names are not pushed (`factUsed`,
-   * `policyUsed`; null: all are), and when it can change none of those the host sets or
-   * reads back (`quiet`), the readback after each callback is skipped.
+   * names: the facts and IN/OUT globals it never names are not pushed (`factSlots` and
+   * `policySlots` hold the indexes of those that are), and when it can change none of those
+   * the host sets or reads back (`quiet`), the readback after each callback is skipped.
    */
-  private readonly factUsed: boolean[] | null = null;
-  private readonly policyUsed: boolean[] | null = null;
+  private readonly factSlots: number[] = FACT_GLOBALS.map((_, i) => i);
+  private readonly policySlots: number[] = POLICY_GLOBALS.map((_, i) => i);
   private readonly rblUsed: boolean = true;
   private readonly quiet: boolean = false;
   /** Hook calls made so far, in order: the script test bench prints them. */
@@ -374,8 +374,8 @@ export class ScriptHooks implements SessionHooks {
     ({ helpers: this.helpers, defined: this.defined } = options.made ?? setUpHooks(state));
     const use = options.globals;
     if (use && !use.dynamic && this.helpers) {
-      this.factUsed = FACT_GLOBALS.map((g) => use.named.has(g));
-      this.policyUsed = POLICY_GLOBALS.map(([g]) => use.named.has(g));
+      this.factSlots = this.factSlots.filter((i) => use.named.has(FACT_GLOBALS[i]));
+      this.policySlots = this.policySlots.filter((i) => use.named.has(POLICY_GLOBALS[i][0]));
       this.rblUsed = use.named.has('RBLResultInfo');
       // A list global (RBLServers) can change in place through any reference to it; RBLResultInfo too.
       this.quiet = !this.rblUsed && !FACT_GLOBALS.some((g) => use.written.has(g)) && !POLICY_GLOBALS.some(([g], i) => use.written.has(g) || (LIST_SLOTS.has(i + 1) && use.named.has(g)));
@@ -419,18 +419,16 @@ export class ScriptHooks implements SessionHooks {
     const newRbl = this.rblUsed && this.rblPushed !== f.rblResultInfo;
     const changed = this.changed;
     changed.length = 0;
-    const fu = this.factUsed;
-    for (let i = 0; i < facts.length; i++) {
+    for (const i of this.factSlots) {
       const v = facts[i];
-      if ((fp.length > i && fp[i] === v) || (fu && !fu[i])) continue;
+      if (fp.length > i && fp[i] === v) continue;
       fp[i] = v;
       changed.push(i + 1);
     }
     // IN/OUT globals only when they differ from what the script holds (see readBack).
-    const pu = this.policyUsed;
-    for (let i = 0; i < POLICY_GLOBALS.length; i++) {
+    for (const i of this.policySlots) {
       const v = p[POLICY_GLOBALS[i][1]];
-      if (this.pushed[i] === v || (pu && !pu[i])) continue;
+      if (this.pushed[i] === v) continue;
       this.pushed[i] = v;
       changed.push(-(i + 1));
     }
