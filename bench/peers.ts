@@ -23,7 +23,7 @@ import { servers as selectedServers, type Options, type Scenario, type ServerId 
 import { startPostfix } from './postfix.js';
 import { percentile, startProbe, type ProbeResult } from './probe.js';
 import { findBinary, freePort, sleep } from './proc.js';
-import { startTreeWindow } from './proctree.js';
+import { startTreeWindow, treeCpu } from './proctree.js';
 import { queueLeftovers } from './queue.js';
 import { startSink } from './sink.js';
 import { runSource } from './smtp-source.js';
@@ -81,6 +81,9 @@ export interface Trial {
   samples: number[];
   peakRssMb: number | null;
   peakPssMb: number | null;
+  /** The server's processes' CPU time per accepted message (ms), and the kernel's share of it. */
+  cpuMsPerMsg: number | null;
+  sysShare: number | null;
   problem: string | null;
 }
 
@@ -216,12 +219,21 @@ async function waitCount(count: () => Promise<number>, base: number, want: numbe
   }
 }
 
-async function runOne(ctx: BenchContext, s: Server, sc: Omit<Scenario, 'id' | 'label'>, probe: boolean): Promise<{ rate: number | null; result: ProbeResult | null; mem: { peakRssMb: number | null; peakPssMb: number | null }; problem: string | null }> {
+interface RunResult {
+  rate: number | null;
+  result: ProbeResult | null;
+  mem: { peakRssMb: number | null; peakPssMb: number | null };
+  cpu: { msPerMsg: number; sysShare: number } | null;
+  problem: string | null;
+}
+
+async function runOne(ctx: BenchContext, s: Server, sc: Omit<Scenario, 'id' | 'label'>, probe: boolean): Promise<RunResult> {
   const from = `bench@source.${ctx.domain}`;
   const to = `user@${ctx.domain}`;
   await s.reset();
   const base = await s.count();
   const win = startTreeWindow(() => s.roots());
+  const cpu0 = treeCpu(s.roots());
   const p = probe ? startProbe({ port: s.port, bytes: sc.bytes, reuse: sc.reuse, from, to, helo: `probe.${ctx.domain}`, maxMessages: sc.messages, maxMs: 600_000 }) : null;
   const src = await runSource(ctx.source, { messages: sc.messages, sessions: sc.sessions, bytes: sc.bytes, reuse: sc.reuse, port: s.port, domain: ctx.domain });
   const result = p ? await p.stop() : null;
@@ -229,6 +241,7 @@ async function runOne(ctx: BenchContext, s: Server, sc: Omit<Scenario, 'id' | 'l
   // Generous: stop waiting once nothing new has arrived for 15 s, or after 3 minutes in all.
   const got = await waitCount(() => s.count(), base, expected, 15_000, 180_000);
   const mem = win.end();
+  const cpu1 = treeCpu(s.roots());
   const problems: string[] = [];
   if (src.timedOut) problems.push('smtp-source killed after timeout');
   else if (src.code !== 0) problems.push(`smtp-source exit ${src.code}: ${src.stderr.split('\n').slice(-3).join(' / ')}`);
@@ -241,7 +254,9 @@ async function runOne(ctx: BenchContext, s: Server, sc: Omit<Scenario, 'id' | 'l
     if (d) problems.push(d);
   }
   const ok = !src.timedOut && src.code === 0 && got === expected;
-  return { rate: ok ? (expected * 1000) / src.ms : null, result, mem, problem: problems.length > 0 ? problems.join('; ') : null };
+  const cpuMs = cpu1.userMs + cpu1.sysMs - cpu0.userMs - cpu0.sysMs;
+  const cpu = ok && cpuMs > 0 ? { msPerMsg: cpuMs / expected, sysShare: (cpu1.sysMs - cpu0.sysMs) / cpuMs } : null;
+  return { rate: ok ? (expected * 1000) / src.ms : null, result, mem, cpu, problem: problems.length > 0 ? problems.join('; ') : null };
 }
 
 /** Unmeasured messages each server gets before the first measured run. */
@@ -291,10 +306,10 @@ export async function runPeers(ctx: BenchContext, list: Scenario[]): Promise<Pee
       for (const s of order) {
         const r = await runOne(ctx, s, sc, true);
         const samples = r.result?.samples ?? [];
-        trials.push({ server: s.id, scenario: sc.id, rate: r.rate, samples, peakRssMb: r.mem.peakRssMb, peakPssMb: r.mem.peakPssMb, problem: r.problem });
+        trials.push({ server: s.id, scenario: sc.id, rate: r.rate, samples, peakRssMb: r.mem.peakRssMb, peakPssMb: r.mem.peakPssMb, cpuMsPerMsg: r.cpu?.msPerMsg ?? null, sysShare: r.cpu?.sysShare ?? null, problem: r.problem });
         log(
           `bench: ${sc.id} rep ${rep + 1} ${s.label}: ${fmt(r.rate)} msg/s, end of DATA p50 ${fmt(percentile(samples, 50), 1)} ms p99 ${fmt(percentile(samples, 99), 1)} ms (${samples.length}), ` +
-            `peak RSS ${fmt(r.mem.peakRssMb, 1)} MB (PSS ${fmt(r.mem.peakPssMb, 1)})`,
+            `peak RSS ${fmt(r.mem.peakRssMb, 1)} MB (PSS ${fmt(r.mem.peakPssMb, 1)}), CPU ${fmt(r.cpu?.msPerMsg ?? null, 3)} ms/msg (${fmt(r.cpu ? r.cpu.sysShare * 100 : null)}% sys)`,
         );
         if (r.problem) {
           log(`bench:   PROBLEM: ${r.problem}`);
@@ -319,7 +334,7 @@ export async function runPeers(ctx: BenchContext, list: Scenario[]): Promise<Pee
       const miss = missing.find((m) => m.id === id);
       const label = LABELS[id];
       if (miss) {
-        rows.push([`${sc.id}) ${sc.label}`, label, miss.reason, '', '', '', '', '', STORES[id]]);
+        rows.push([`${sc.id}) ${sc.label}`, label, miss.reason, '', '', '', '', '', '', STORES[id]]);
         continue;
       }
       const ts = trials.filter((t) => t.server === id && t.scenario === sc.id);
@@ -329,6 +344,8 @@ export async function runPeers(ctx: BenchContext, list: Scenario[]): Promise<Pee
         const xs = ts.map((t) => t[k]).filter((x): x is number => x !== null);
         return xs.length > 0 ? Math.max(...xs) : null;
       };
+      const cpuMs = median(ts.map((t) => t.cpuMsPerMsg).filter((x): x is number => x !== null));
+      const sys = median(ts.map((t) => t.sysShare).filter((x): x is number => x !== null));
       rows.push([
         `${sc.id}) ${sc.label}`,
         label,
@@ -339,17 +356,22 @@ export async function runPeers(ctx: BenchContext, list: Scenario[]): Promise<Pee
         String(samples.length),
         fmt(peak('peakRssMb'), 0),
         fmt(peak('peakPssMb'), 0),
+        cpuMs === null ? 'n/a' : `${fmt(cpuMs, 2)} (${fmt((sys ?? 0) * 100)}%)`,
         STORES[id],
       ]);
     }
   }
-  const header = ['scenario', 'server', 'msg/s', 'vs Postfix', 'p50 ms', 'p99 ms', 'probe n', 'peak RSS MB', 'peak PSS MB', 'accepted mail'];
+  const header = ['scenario', 'server', 'msg/s', 'vs Postfix', 'p50 ms', 'p99 ms', 'probe n', 'peak RSS MB', 'peak PSS MB', 'CPU ms/msg (sys)', 'accepted mail'];
   const notes = [
     'msg/s: messages accepted per second while smtp-source ran (median of the repetitions; the probe\'s messages included).',
     'p50/p99 ms: end-of-DATA reply latency (final "." handed to the kernel until the 250) measured by one extra client',
     '  (bench/probe.ts) beside smtp-source\'s 20 connections, same message size and connection mode; "probe n" samples over all repetitions.',
     'peak RSS/PSS MB: highest sum over the server\'s processes (PSS splits shared pages, so it is the fairer sum for',
     '  multi-process servers: Postfix\'s smtpd/cleanup, Haraka\'s and moonpost\'s workers).',
+    'CPU ms/msg (sys): CPU time of the server\'s processes (all threads, ended children included) from the start of',
+    '  a run until its mail was counted, per accepted message (median of the repetitions), and the kernel\'s share of it.',
+    '  The two cores are shared with smtp-source and the kernel\'s loopback work, so this is what each server costs, where',
+    '  msg/s is what it reached beside them. A durable 250 costs kernel time: compare a moonpost row with its "no fsync" twin.',
     'Postfix acknowledges after an fsynced queue file, then delivers to a Maildir; moonpost acknowledges once the fsynced',
     '  message is in the Maildir (folder fsynced; mail it cannot deliver at once goes to its fsynced queue first); both counted. Haraka discards',
     '  without writing or fsyncing (counted by a plugin), or with "Maildir" stores each message as moonpost does before its 250',

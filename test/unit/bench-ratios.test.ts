@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { medianRate, pairedRatio, type Trial } from '../../bench/peers.js';
 
-const trial = (server: Trial['server'], rate: number | null): Trial => ({ server, scenario: 'a', rate, samples: [], peakRssMb: null, peakPssMb: null, problem: rate === null ? 'failed' : null });
+const trial = (server: Trial['server'], rate: number | null): Trial => ({ server, scenario: 'a', rate, samples: [], peakRssMb: null, peakPssMb: null, cpuMsPerMsg: null, sysShare: null, problem: rate === null ? 'failed' : null });
 
 test('pairedRatio compares the two runs of each repetition, then takes the median', () => {
   // The machine doubles its speed in the third repetition: every pair says 0.7, while the
