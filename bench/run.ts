@@ -49,7 +49,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runAttachScenario } from './attach-bench.js';
-import { describeDisk, measureDiskCeiling, spreadSubfolders, type DiskCeiling } from './disk.js';
+import { describeDisk, spreadSubfolders } from './disk.js';
 import { cleanup, installSignalHandlers, onCleanup } from './cleanup.js';
 import { HARAKA_VERSION } from './haraka.js';
 import { runIdleScenario, runManyIdleScenario } from './idle-bench.js';
@@ -124,15 +124,7 @@ function targetsSection(trials: Trial[]): Section {
   };
 }
 
-/** The machine line that says what the disk allows, outside any server. */
-function ceilingLine(c: DiskCeiling): string {
-  return (
-    `this disk, outside any server (bench/disk.ts: 20 writers, moonpost's steps for a 5 KB message): ${fmt(c.durable.rate)} durable writes/s at ${fmt(c.durable.cpuMs, 3)} ms CPU each ` +
-    `(written, fsynced, linked into new/, folder fsynced); ${fmt(c.unsynced.rate)}/s at ${fmt(c.unsynced.cpuMs, 3)} ms without the two fsyncs`
-  );
-}
-
-async function machine(root: string, spread: boolean, ceiling: DiskCeiling | null): Promise<string[]> {
+async function machine(root: string, spread: boolean): Promise<string[]> {
   const cpu = cpus();
   const kernel = (await run('uname', ['-sr'])).stdout.trim();
   const pfv = (await run('/usr/sbin/postconf', ['-dh', 'mail_version'])).stdout.trim();
@@ -140,7 +132,6 @@ async function machine(root: string, spread: boolean, ceiling: DiskCeiling | nul
     `${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${fmt(totalmem() / 2 ** 30, 1)} GB RAM, ${kernel}`,
     `Node ${process.version}, Postfix ${pfv || 'n/a'}, Haraka ${HARAKA_VERSION}; all servers, load generators and the probe on the same cores, loopback only`,
     await describeDisk(root, spread),
-    ...(ceiling ? [ceilingLine(ceiling)] : []),
   ];
 }
 
@@ -209,10 +200,7 @@ async function main(): Promise<number> {
   const ctx: BenchContext = { opts, source, cli, root, domain: DOMAIN };
   const sections: Section[] = [];
   const list = scenarios(opts);
-  let ceiling: DiskCeiling | null = null;
   if (list.length > 0) {
-    ceiling = await measureDiskCeiling(join(root, 'disk-ceiling'));
-    log(`bench: ${ceilingLine(ceiling)}`);
     const peers = await runPeers(ctx, list);
     if (['a', 'b', 'c'].some((id) => wants(opts, id))) sections.push(peers.section, targetsSection(peers.trials));
     else sections.push({ ...peers.section, table: '', title: '', notes: [] });
@@ -230,7 +218,7 @@ async function main(): Promise<number> {
     ? `NOISY: measured while other work used the CPU (1-minute load average ${loadBefore[0].toFixed(2)} before the run, ${loadAfter[0].toFixed(2)} at the end); to be re-measured on a quiet machine`
     : `Quiet machine (1-minute load average ${loadBefore[0].toFixed(2)} before the run, ${loadAfter[0].toFixed(2)} at the end, the benchmark's own load included)`;
   const cmd = isFullRun(opts) && opts.reps === 3 ? 'npm run bench' : `npm run bench (${[opts.only ? `BENCH_ONLY=${[...opts.only].join(',')}` : '', opts.servers ? `BENCH_SERVERS=${[...opts.servers].join(',')}` : '', opts.scale !== 1 ? `BENCH_SCALE=${opts.scale}` : '', opts.reps !== 3 ? `BENCH_REPS=${opts.reps}` : ''].filter(Boolean).join(' ')})`;
-  const md = markdown(shown, await machine(root, spread, ceiling), conditions, cmd);
+  const md = markdown(shown, await machine(root, spread), conditions, cmd);
   process.stdout.write(`\n${md}\n`);
   if (opts.write === true || (opts.write === null && isFullRun(opts))) await writeOutputs(md);
   const problems = sections.flatMap((s) => s.problems);
